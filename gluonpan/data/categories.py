@@ -1,0 +1,194 @@
+"""Id conventions for every dataset gluonpan reads.  THE one place they are written down.
+
+Four kinds of ids appear in panoptic segmentation; mixing them up is the most common bug.
+
+* **label id** (Cityscapes) / **category id** (COCO): the dataset's own category id, as stored in its
+  panoptic JSON ``categories`` and ``segments_info[*]["category_id"]``.  Cityscapes uses its 34 label
+  ids (only the 19 evaluated ones appear: road=7 ... bicycle=33); COCO panoptic uses 133 non-contiguous
+  ids (1..200).  Predictions written for an evaluator always use these ids.
+* **train id** (Cityscapes): 0..18 for the 19 evaluated classes, 255 for the rest.  Read from
+  ``cityscapesscripts.helpers.labels`` and never retyped.
+* **contiguous ids** (ours): what the network predicts.
+
+  - *thing class* ``0..T-1``: the detector's class index (Cityscapes T=8, COCO T=80), in dataset-id
+    order.  gluoncv's RCNN adds its own background internally; ``-1`` pads a batch.
+  - *semantic class*: in the default ``"separated"`` mode of the Panoptic FPN paper the stuff classes
+    are ``0..S-1`` (dataset-id order) and every thing pixel is the single class ``S`` ("things");
+    Cityscapes 11+1=12 classes, COCO 53+1=54.  In ``"all"`` mode (semantic-only models) every category
+    gets its own class ``0..C-1`` (Cityscapes: that is exactly the train id).  ``255`` = ignore (void,
+    padding, and, in "all" mode, crowd regions are still labelled with their class).
+
+* **panoptic id**: a segment's id, stored in the panoptic PNG as ``id = R + 256*G + 256**2*B``
+  (0 = void / unlabeled).  Cityscapes (``createPanopticImgs``): a thing instance is
+  ``label_id * 1000 + k`` (k = 0, 1, ...), a stuff region is its raw ``label_id``, and a crowd ("group")
+  region of a thing class is also its raw ``label_id`` with ``iscrowd = 1``.  COCO: arbitrary ids, all
+  meaning is in ``segments_info``.  Our own predictions use ``category_id * 1000 + k`` for things and
+  ``category_id`` for stuff, which both evaluators accept.
+"""
+import json
+
+import numpy as np
+
+__all__ = ['IGNORE_LABEL', 'OFFSET', 'rgb2id', 'id2rgb', 'PanopticCategories',
+           'cityscapes_categories', 'coco_categories_from_json']
+
+#: semantic-target value that the losses and the metric ignore
+IGNORE_LABEL = 255
+#: label_id * OFFSET + k is a thing instance's panoptic id (Cityscapes and our predictions)
+OFFSET = 1000
+
+
+def rgb2id(color):
+    """Panoptic PNG colours -> segment ids.
+
+    Parameters
+    ----------
+    color : np.ndarray
+        ``(H, W, 3)`` uint8 RGB (as read by PIL, or cv2 after BGR->RGB).
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` int32 ids ``R + 256*G + 256**2*B``.
+    """
+    color = np.asarray(color)
+    if color.ndim != 3 or color.shape[2] != 3:
+        raise ValueError('a panoptic PNG must be HxWx3 RGB, got shape {}'.format(color.shape))
+    c = color.astype(np.int32)
+    return c[..., 0] + 256 * c[..., 1] + 256 * 256 * c[..., 2]
+
+
+def id2rgb(ids):
+    """Segment ids ``(H, W)`` -> ``(H, W, 3)`` uint8 RGB colours of a panoptic PNG."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.min(initial=0) < 0 or ids.max(initial=0) >= 256 ** 3:
+        raise ValueError('panoptic ids must lie in [0, 256**3), got range [{}, {}]'
+                         .format(ids.min(), ids.max()))
+    rgb = np.empty(ids.shape + (3,), dtype=np.uint8)
+    rgb[..., 0] = ids % 256
+    rgb[..., 1] = ids // 256 % 256
+    rgb[..., 2] = ids // (256 * 256)
+    return rgb
+
+
+class PanopticCategories(object):
+    """A dataset's categories and every contiguous-id map derived from them.
+
+    Parameters
+    ----------
+    categories : list of dict
+        Panoptic-JSON style entries with ``id``, ``name``, ``isthing`` and optionally ``color``
+        (and ``trainId`` for Cityscapes).  Order does not matter; ids are sorted.
+    """
+
+    def __init__(self, categories):
+        cats = sorted((dict(c) for c in categories), key=lambda c: int(c['id']))
+        if not cats:
+            raise ValueError('no categories given')
+        self.categories = cats
+        self.by_id = {int(c['id']): c for c in cats}
+        if len(self.by_id) != len(cats):
+            raise ValueError('duplicate category ids in {}'.format([c['id'] for c in cats]))
+        #: dataset ids of thing / stuff categories, ascending
+        self.thing_ids = [int(c['id']) for c in cats if c['isthing']]
+        self.stuff_ids = [int(c['id']) for c in cats if not c['isthing']]
+        self.thing_id_to_contiguous = {cid: i for i, cid in enumerate(self.thing_ids)}
+        self.stuff_id_to_contiguous = {cid: i for i, cid in enumerate(self.stuff_ids)}
+        self.all_id_to_contiguous = {int(c['id']): i for i, c in enumerate(cats)}
+
+    @property
+    def num_things(self):
+        """Number of thing classes T (the detector's classes)."""
+        return len(self.thing_ids)
+
+    @property
+    def num_stuff(self):
+        """Number of stuff classes S."""
+        return len(self.stuff_ids)
+
+    def num_semantic_classes(self, mode='separated'):
+        """Semantic-head classes: S+1 in ``'separated'`` mode, all C categories in ``'all'`` mode."""
+        self._check_mode(mode)
+        return self.num_stuff + 1 if mode == 'separated' else len(self.categories)
+
+    def thing_names(self):
+        """Names of the thing classes in contiguous order."""
+        return [self.by_id[i]['name'] for i in self.thing_ids]
+
+    def semantic_class_names(self, mode='separated'):
+        """Names of the semantic classes in contiguous order (``'things'`` last when separated)."""
+        self._check_mode(mode)
+        if mode == 'separated':
+            return [self.by_id[i]['name'] for i in self.stuff_ids] + ['things']
+        return [c['name'] for c in self.categories]
+
+    def semantic_class_to_category(self, mode='separated'):
+        """Semantic class -> dataset category id (``-1`` for the merged "things" class)."""
+        self._check_mode(mode)
+        if mode == 'separated':
+            return list(self.stuff_ids) + [-1]
+        return [int(c['id']) for c in self.categories]
+
+    def semantic_lut(self, mode='separated'):
+        """Lookup table dataset category id -> semantic class (255 for ids that are not categories).
+
+        Returns
+        -------
+        np.ndarray
+            ``(max_id + 1,)`` uint8.
+        """
+        self._check_mode(mode)
+        lut = np.full(max(self.by_id) + 1, IGNORE_LABEL, dtype=np.uint8)
+        for cid in self.by_id:
+            if mode == 'all':
+                lut[cid] = self.all_id_to_contiguous[cid]
+            elif cid in self.stuff_id_to_contiguous:
+                lut[cid] = self.stuff_id_to_contiguous[cid]
+            else:
+                lut[cid] = self.num_stuff
+        return lut
+
+    def color(self, category_id):
+        """RGB colour of a dataset category (grey if the dataset gives none)."""
+        return tuple(self.by_id[int(category_id)].get('color', (128, 128, 128)))
+
+    def check_category(self, category_id, where=''):
+        """Raise a clear error if ``category_id`` is not one of this dataset's categories."""
+        if int(category_id) not in self.by_id:
+            raise KeyError('unknown category id {}{}; valid ids: {}'.format(
+                category_id, ' in ' + where if where else '', sorted(self.by_id)))
+        return self.by_id[int(category_id)]
+
+    def to_json(self):
+        """Categories as a panoptic JSON ``categories`` list."""
+        return [dict(c) for c in self.categories]
+
+    @staticmethod
+    def _check_mode(mode):
+        if mode not in ('separated', 'all'):
+            raise ValueError("semantic mode must be 'separated' or 'all', got {!r}".format(mode))
+
+
+def cityscapes_categories():
+    """The 19 evaluated Cityscapes classes, read from cityscapesscripts' label table.
+
+    Ids are label ids (what ``createPanopticImgs`` writes without ``--use-train-id``); each entry
+    also carries its ``trainId``.  8 things (person, rider, car, truck, bus, train, motorcycle,
+    bicycle), 11 stuff.
+    """
+    from cityscapesscripts.helpers.labels import labels
+    cats = [{'id': int(l.id), 'trainId': int(l.trainId), 'name': l.name, 'color': tuple(l.color),
+             'supercategory': l.category, 'isthing': int(l.hasInstances)}
+            for l in labels if not l.ignoreInEval]
+    return PanopticCategories(cats)
+
+
+def coco_categories_from_json(json_file_or_dict):
+    """COCO panoptic categories (133: 80 things, 53 stuff) from the dataset's own JSON."""
+    d = json_file_or_dict
+    if not isinstance(d, dict):
+        with open(d) as f:
+            d = json.load(f)
+    if 'categories' not in d:
+        raise KeyError('no "categories" in panoptic JSON {}'.format(json_file_or_dict))
+    return PanopticCategories(d['categories'])

@@ -1,0 +1,1 @@
+"""gluonpan.model_zoo.panoptic_fpn"""

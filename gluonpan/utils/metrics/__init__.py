@@ -1,0 +1,1 @@
+"""gluonpan.utils.metrics"""

@@ -1,0 +1,44 @@
+"""gluonpan: panoptic segmentation for MXNet Gluon.
+
+Install with the MXNet build that fits the machine (MXNet itself is an extra so GPU users do not get
+the CPU wheel too)::
+
+    pip install -e ".[cpu]"      # CPU
+    pip install -e ".[cu112]"    # CUDA 11.2 GPUs (Ampere or older: the wheel has kernels for sm_50..86)
+"""
+from setuptools import find_packages, setup
+
+# Known-good pins: mxnet 1.9.1 uses np.bool (gone in numpy 1.24); opencv-python 4.12+ needs numpy 2;
+# unpinned scipy/pandas make pip backtrack for minutes.
+INSTALL_REQUIRES = [
+    'numpy==1.23.5',
+    'opencv-python==4.11.0.86',
+    'gluoncv==0.10.5.post0',
+    'pycocotools',
+    'cityscapesscripts==2.3.0',
+    'Pillow',
+    'tqdm',
+    'scipy==1.15.3',
+    'pandas==2.3.3',
+]
+
+EXTRAS = {
+    'cpu': ['mxnet==1.9.1'],
+    'cu112': ['mxnet-cu112==1.9.1'],
+    # reference evaluators the tests and benchmarks compare against
+    'test': ['pytest', 'panopticapi-lite==0.2.0', 'hotcoco==1.3.0'],
+}
+
+setup(
+    name='gluonpan',
+    version='0.1.0',
+    description='Panoptic segmentation model zoo for MXNet Gluon (Panoptic FPN, Cityscapes, COCO)',
+    packages=find_packages(include=['gluonpan', 'gluonpan.*']),
+    python_requires='>=3.8',
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={'console_scripts': [
+        'gluonpan-synthetic=gluonpan.data.synthetic:main',
+        'gluonpan-evaluate=gluonpan.evaluate:main',
+    ]},
+)
