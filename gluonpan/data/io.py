@@ -1,0 +1,63 @@
+"""Image and panoptic-PNG reading with errors that name the file."""
+import os
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .categories import rgb2id
+
+__all__ = ['read_image', 'read_panoptic_png']
+
+
+def _check_exists(path, hint=''):
+    if not os.path.isfile(path):
+        raise FileNotFoundError('missing file {}{}'.format(path, hint))
+
+
+def read_image(path, allow_gray=False):
+    """Read an image file as ``(H, W, 3)`` uint8 RGB.
+
+    PNGs go through OpenCV (fast; ``None`` on a truncated file), other formats through PIL, which
+    raises on a truncated JPEG instead of filling it with grey.
+
+    Parameters
+    ----------
+    path : str
+        Image file.
+    allow_gray : bool
+        Convert single-channel (and CMYK/palette) images to RGB, as COCO needs (it has grayscale
+        images).  Cityscapes images are always RGB, so there a grayscale file is an error.
+    """
+    _check_exists(path)
+    if path.lower().endswith('.png'):
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise IOError('cannot decode image {} (truncated or not an image)'.format(path))
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = img[..., :3]
+        if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if not allow_gray:
+            raise ValueError('image {} must be 8-bit RGB, got shape {} dtype {}'
+                             .format(path, img.shape, img.dtype))
+    try:
+        with Image.open(path) as pil:
+            mode = pil.mode
+            if mode != 'RGB' and not allow_gray:
+                raise ValueError('image {} must be RGB, got PIL mode {}'.format(path, mode))
+            return np.asarray(pil.convert('RGB'))
+    except (OSError, SyntaxError) as err:
+        raise IOError('cannot decode image {}: {}'.format(path, err)) from err
+
+
+def read_panoptic_png(path):
+    """Read a panoptic PNG as ``(H, W)`` int32 segment ids (``R + 256*G + 256**2*B``)."""
+    _check_exists(path)
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise IOError('cannot decode panoptic PNG {} (truncated or not a PNG)'.format(path))
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError('panoptic PNG {} must be 8-bit RGB, got shape {} dtype {}'
+                         .format(path, img.shape, img.dtype))
+    return rgb2id(img[..., ::-1])

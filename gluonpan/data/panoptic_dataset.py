@@ -1,0 +1,101 @@
+"""The dataset base shared by Cityscapes and COCO panoptic: records in, training samples out."""
+import os
+
+from mxnet.gluon.data import Dataset
+
+from .io import read_image, read_panoptic_png
+from .targets import panoptic_targets, segment_index
+
+__all__ = ['PanopticDataset', 'check_files']
+
+
+class PanopticDataset(Dataset):
+    """Panoptic samples from a list of records.
+
+    Parameters
+    ----------
+    records : list of dict
+        One per image: ``image_id``, ``image_path``, ``pan_path``, ``segments_info``.
+    categories : PanopticCategories
+        The dataset's categories.
+    transform : callable, optional
+        ``transform(sample, seed) -> sample``; see :mod:`gluonpan.data.presets`.  Without it a sample
+        is returned at full resolution with its targets.
+    sem_mode : str
+        Semantic target: ``'separated'`` (stuff + one "things" class) or ``'all'``.
+    allow_gray : bool
+        Convert grayscale images to RGB (COCO) instead of raising (Cityscapes).
+
+    Indexing with an int gives a sample; indexing with ``(index, seed)`` (what
+    :class:`gluonpan.data.sampler.EpochSampler` yields) also fixes the augmentation randomness.
+    """
+
+    def __init__(self, records, categories, transform=None, sem_mode='separated', allow_gray=False):
+        self.records = records
+        self.categories = categories
+        self.transform = transform
+        self.sem_mode = sem_mode
+        self.allow_gray = allow_gray
+        categories.num_semantic_classes(sem_mode)  # validates the mode
+
+    def __len__(self):
+        return len(self.records)
+
+    def load(self, idx):
+        """Decoded image and panoptic ground truth of record ``idx`` (no transform, no targets).
+
+        Returns
+        -------
+        dict
+            ``image`` (H, W, 3) uint8 RGB, ``pan_ids`` (H, W) int32, ``seg_index`` (H, W) uint16,
+            ``segments_info``, ``image_id``, ``file_name`` (the panoptic PNG's name).
+        """
+        rec = self.records[idx]
+        image = read_image(rec['image_path'], allow_gray=self.allow_gray)
+        pan_ids = read_panoptic_png(rec['pan_path'])
+        if image.shape[:2] != pan_ids.shape:
+            raise ValueError('image {} is {}x{} but its panoptic PNG {} is {}x{}'.format(
+                rec['image_path'], image.shape[0], image.shape[1], rec['pan_path'], *pan_ids.shape))
+        where = rec['pan_path']
+        seg_index = segment_index(pan_ids, rec['segments_info'], where)
+        for seg in rec['segments_info']:
+            self.categories.check_category(seg['category_id'],
+                                           '{} segment {}'.format(where, seg['id']))
+        return {'image': image, 'pan_ids': pan_ids, 'seg_index': seg_index,
+                'segments_info': rec['segments_info'], 'image_id': rec['image_id'],
+                'file_name': rec['file_name']}
+
+    def __getitem__(self, key):
+        idx, seed = key if isinstance(key, tuple) else (key, None)
+        sample = self.load(idx)
+        if self.transform is not None:
+            return self.transform(sample, seed)
+        sample.update(panoptic_targets(sample['seg_index'], sample['segments_info'],
+                                       self.categories, self.sem_mode, where=sample['file_name']))
+        return sample
+
+    def image_ids(self):
+        """Image ids in dataset order."""
+        return [r['image_id'] for r in self.records]
+
+    @staticmethod
+    def _index_annotations(data, json_path):
+        """image_id -> annotation of a panoptic JSON, with a clear error for missing images."""
+        anns = {a['image_id']: a for a in data.get('annotations', [])}
+        missing = [im['id'] for im in data.get('images', []) if im['id'] not in anns]
+        if missing:
+            raise ValueError('{}: no annotation for image id(s) {}'.format(json_path, missing[:10]))
+        return anns
+
+    def __repr__(self):
+        return '{}({} images, {} categories)'.format(type(self).__name__, len(self),
+                                                      len(self.categories.categories))
+
+
+def check_files(paths, hint):
+    """Raise one clear error listing missing files (first few) with a hint for fixing them."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError('{} missing file(s), e.g. {}{}'.format(
+            len(missing), missing[:3], hint))
+
