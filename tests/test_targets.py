@@ -72,3 +72,12 @@ def test_unknown_category_is_named():
     segs[0] = dict(id=23, category_id=99, iscrowd=0)
     with pytest.raises(KeyError, match=r'99.*z\.png segment 23'):
         panoptic_targets(segment_index(pan, segs), segs, CATS, where='z.png')
+
+
+def test_one_pixel_thin_instance_is_not_an_instance_target():
+    pan, segs = _scene()
+    pan[0:8, 29] = 26002  # a 1-pixel-wide sliver of a car at the right border
+    segs = segs + [dict(id=26002, category_id=26, iscrowd=0)]
+    t = panoptic_targets(segment_index(pan, segs), segs, CATS)
+    assert len(t['gt_boxes']) == 3 and t['sem_seg'][3, 29] == CATS.num_stuff
+    assert len(panoptic_targets(segment_index(pan, segs), segs, CATS, min_box_size=1)['gt_boxes']) == 4

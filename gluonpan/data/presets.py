@@ -28,6 +28,7 @@ class RPNTargets(object):
                  pos_ratio=0.5):
         self.anchors = anchors
         self.num_sample = num_sample
+        self._cache = {}  # (height, width) -> (anchors numpy, anchors NDArray)
         self._gen = RPNTargetGenerator(num_sample=num_sample, pos_iou_thresh=pos_iou_thresh,
                                        neg_iou_thresh=neg_iou_thresh, pos_ratio=pos_ratio,
                                        stds=(1., 1., 1., 1.))
@@ -40,7 +41,10 @@ class RPNTargets(object):
         tuple of np.ndarray
             ``cls (N,)`` float32 (1 pos, 0 neg, -1 ignore), ``box (N, 4)``, ``box_mask (N, 4)``.
         """
-        anchors = self.anchors(height, width)
+        if (height, width) not in self._cache:
+            a = self.anchors(height, width)
+            self._cache = {(height, width): (a, mx.nd.array(a))}
+        anchors, anchors_nd = self._cache[(height, width)]
         n = anchors.shape[0]
         if len(boxes) == 0:
             inside = np.nonzero((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) &
@@ -50,7 +54,7 @@ class RPNTargets(object):
             return cls, np.zeros((n, 4), np.float32), np.zeros((n, 4), np.float32)
         # gluoncv's sampler draws from numpy's global generator: seed it from our own stream
         np.random.seed(int(rng.integers(2 ** 31)))
-        cls, box, mask = self._gen(mx.nd.array(boxes), mx.nd.array(anchors), width, height)
+        cls, box, mask = self._gen(mx.nd.array(boxes), anchors_nd, width, height)
         return tuple(np.asarray(t, dtype=np.float32) for t in (cls, box, mask))
 
 
@@ -98,22 +102,22 @@ class PanopticTrainTransform(object):
     def choose_crop(self, height, width, scale, segments_info, rng):
         """Top-left ``(x0, y0)`` of the crop in the scaled image.
 
-        A uniformly random crop is kept if it overlaps an instance box (or there is none);
-        otherwise the crop is drawn uniformly among the positions that overlap one randomly chosen
-        instance, so a crop never loses every instance when it can keep one.
+        A uniformly random crop is kept if it holds the centre of an instance box (or there is no
+        instance); otherwise the crop is drawn uniformly among the positions that hold the centre
+        of one randomly chosen instance, so a crop never loses every instance when it can keep one.
         """
         ch, cw = self.crop_size
         max_y = max(int(round(height * scale)) - ch, 0)
         max_x = max(int(round(width * scale)) - cw, 0)
         y0, x0 = int(rng.integers(0, max_y + 1)), int(rng.integers(0, max_x + 1))
         boxes = self._thing_boxes(segments_info) * scale  # (K, 4) in the scaled image
-        hit = ((boxes[:, 0] < x0 + cw) & (boxes[:, 2] > x0) &
-               (boxes[:, 1] < y0 + ch) & (boxes[:, 3] > y0))
-        if len(boxes) and not hit.any():
-            bx1, by1, bx2, by2 = boxes[rng.integers(len(boxes))]
-            # integer offsets with x0 < bx2 and x0 + cw > bx1, inside [0, max_x]
-            lo_x, hi_x = max(0, int(np.floor(bx1)) - cw + 1), min(max_x, int(np.ceil(bx2)) - 1)
-            lo_y, hi_y = max(0, int(np.floor(by1)) - ch + 1), min(max_y, int(np.ceil(by2)) - 1)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = (cx >= x0) & (cx < x0 + cw) & (cy >= y0) & (cy < y0 + ch)
+        if len(boxes) and not inside.any():
+            k = rng.integers(len(boxes))
+            # integer offsets with x0 <= cx < x0 + cw, inside [0, max_x]
+            lo_x, hi_x = max(0, int(np.floor(cx[k])) - cw + 1), min(max_x, int(np.floor(cx[k])))
+            lo_y, hi_y = max(0, int(np.floor(cy[k])) - ch + 1), min(max_y, int(np.floor(cy[k])))
             if lo_x <= hi_x and lo_y <= hi_y:
                 x0, y0 = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))
         return x0, y0

@@ -82,11 +82,15 @@ def segment_tables(segments_info, categories, sem_mode='separated', where=''):
     return sem, thing_class
 
 
-def panoptic_targets(seg_index, segments_info, categories, sem_mode='separated', where=''):
+def panoptic_targets(seg_index, segments_info, categories, sem_mode='separated', where='',
+                     min_box_size=2):
     """Semantic map and thing instances from a segment index map.
 
     Crowd regions are never instances (as in Detectron2 and gluoncv); their pixels count as their
-    class in the semantic map.  Instances with no pixel left (e.g. cropped away) are dropped.
+    class in the semantic map.  Instances with no pixel left (e.g. cropped away) or whose box is
+    thinner than ``min_box_size`` pixels are not instance targets (a zero-width corner box has IoU 0
+    with every anchor, and gluoncv's RPN sampler would then mark every anchor positive for it);
+    their pixels stay "things" in the semantic map.
 
     Parameters
     ----------
@@ -98,6 +102,8 @@ def panoptic_targets(seg_index, segments_info, categories, sem_mode='separated',
         The dataset's categories.
     sem_mode : str
         ``'separated'`` (stuff + one "things" class) or ``'all'``.
+    min_box_size : int
+        Smallest instance box side, in pixels, kept as an instance target.
 
     Returns
     -------
@@ -110,13 +116,18 @@ def panoptic_targets(seg_index, segments_info, categories, sem_mode='separated',
     present = np.bincount(seg_index.ravel(), minlength=len(segments_info) + 1)
     keep = np.nonzero((thing_table >= 0) & (present > 0))[0]
     height, width = seg_index.shape
-    masks = np.zeros((len(keep), height, width), dtype=np.uint8)
-    boxes = np.zeros((len(keep), 4), dtype=np.float32)
-    for j, i in enumerate(keep):
+    masks, boxes, classes = [], [], []
+    for i in keep:
         m = seg_index == i
-        masks[j] = m
         rows = np.nonzero(m.any(axis=1))[0]
         cols = np.nonzero(m.any(axis=0))[0]
-        boxes[j] = (cols[0], rows[0], cols[-1], rows[-1])
-    return {'sem_seg': sem_seg, 'gt_boxes': boxes,
-            'gt_classes': thing_table[keep].astype(np.int32), 'gt_masks': masks}
+        if min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < min_box_size:
+            continue
+        masks.append(m)
+        boxes.append((cols[0], rows[0], cols[-1], rows[-1]))
+        classes.append(thing_table[i])
+    return {'sem_seg': sem_seg,
+            'gt_boxes': np.array(boxes, dtype=np.float32).reshape(-1, 4),  # (M, 4)
+            'gt_classes': np.array(classes, dtype=np.int32),
+            'gt_masks': (np.stack(masks) if masks else
+                         np.zeros((0, height, width), bool)).astype(np.uint8)}
