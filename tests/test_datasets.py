@@ -155,3 +155,27 @@ def test_image_and_png_size_mismatch_is_named(citys_copy):
     idx = next(i for i, r in enumerate(ds.records) if r['image_path'] == path)
     with pytest.raises(ValueError, match='panoptic PNG'):
         ds[idx]
+
+
+def test_worker_processes_give_the_same_batches(synthetic_citys):
+    """Augmentation depends on the sampler's keys only, not on which process loads a sample."""
+    from mxnet.gluon.data import BatchSampler, DataLoader
+
+    from gluonpan.data import EpochSampler, PanopticTrainTransform, train_batchify
+    from gluonpan.nn.anchors import FPNAnchors
+
+    def batches(workers):
+        ds = CityscapesPanoptic(synthetic_citys, 'train')
+        ds.transform = PanopticTrainTransform(ds.categories, FPNAnchors(), crop_size=(64, 128))
+        sampler = EpochSampler(len(ds), seed=1)
+        sampler.set_epoch(1)
+        loader = DataLoader(ds, batch_sampler=BatchSampler(sampler, 2, 'keep'),
+                            batchify_fn=train_batchify, num_workers=workers)
+        return [{k: v.asnumpy() for k, v in b.items() if k != 'image_id'} for b in loader]
+
+    single, multi = batches(0), batches(2)
+    assert len(single) == len(multi) == 2
+    for a, b in zip(single, multi):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -1,0 +1,173 @@
+"""Data-parallel training over machines with MXNet's parameter server (``--kv-store dist_sync``).
+
+Launch a job with MXNet's bundled launcher through this module, which makes it run on Python >= 3.9
+(``dmlc_tracker`` still calls ``Thread.isAlive``, removed in 3.9) and keeps a local job on loopback::
+
+    python -m gluonpan.utils.dist -n 2 -s 1 --launcher local \\
+        python scripts/panoptic/train_panoptic_fpn.py --kv-store dist_sync --gpus '' ...
+    python -m gluonpan.utils.dist -n 4 -s 4 --launcher ssh -H hosts \\
+        python scripts/panoptic/train_panoptic_fpn.py --kv-store dist_sync ...
+
+Every process runs the same command; ``import mxnet`` turns the scheduler and server processes into
+parameter-server nodes (they never run the script further).  Without a launcher, start the same
+command once per process with ``DMLC_ROLE`` (scheduler / server / worker), ``DMLC_PS_ROOT_URI`` and
+``DMLC_PS_ROOT_PORT`` (the scheduler's address), ``DMLC_NUM_WORKER``, ``DMLC_NUM_SERVER`` and, to pin
+the address a node listens on, ``DMLC_NODE_HOST``.
+
+If a worker fails, the others wait for it for ever (MXNet's behaviour): stop the job with Ctrl-C.
+The ssh launcher wraps the command in single quotes: there, avoid arguments that need quoting.
+"""
+import argparse
+import logging
+import os
+import runpy
+import shlex
+import sys
+import threading
+
+import mxnet as mx
+from dmlc_tracker import tracker
+from mxnet import gluon
+
+__all__ = ['KVSTORES', 'create_kvstore', 'create_trainer', 'patch_dmlc_tracker', 'main']
+
+logger = logging.getLogger(__name__)
+
+#: ``--kv-store`` values the engine supports (async would need the optimizer on the servers, where
+#: the engine's per-step ``set_learning_rate`` and ``save_states`` cannot reach it)
+KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
+
+
+def create_kvstore(kv_store):
+    """Create the kvstore named by ``--kv-store``.
+
+    Parameters
+    ----------
+    kv_store : str
+        One of :data:`KVSTORES`.
+
+    Returns
+    -------
+    kvstore : str or mxnet.kvstore.KVStore
+        The name for a single-machine store (``gluon.Trainer`` creates it when there are several
+        contexts), a connected ``KVStore`` for a distributed one.
+    rank, num_workers : int
+        This worker's rank and the number of workers (0 and 1 on one machine); a worker reads shard
+        ``rank`` of ``num_workers`` of the data.
+    """
+    if kv_store not in KVSTORES:
+        raise ValueError('--kv-store must be one of {}, got {!r}'.format(KVSTORES, kv_store))
+    if not kv_store.startswith('dist'):
+        return kv_store, 0, 1
+    kv = mx.kv.create(kv_store)
+    logger.info('kvstore %s: worker %d of %d', kv_store, kv.rank, kv.num_workers)
+    return kv, kv.rank, kv.num_workers
+
+
+def create_trainer(params, kvstore, lr, wd, momentum=0.9):
+    """SGD with momentum, set up for the engine.
+
+    On a distributed kvstore the update runs on the workers (``update_on_kvstore=False``): the
+    servers only sum gradients, so every worker applies the same update, and the learning rate the
+    engine sets each step and the states a checkpoint saves are the workers' own.
+
+    Parameters
+    ----------
+    params : ParameterDict
+        ``net.collect_params()``.
+    kvstore : str or mxnet.kvstore.KVStore
+        From :func:`create_kvstore`.
+    lr, wd, momentum : float
+        Initial learning rate (the engine overrides it each step), weight decay, momentum.
+
+    Returns
+    -------
+    mxnet.gluon.Trainer
+    """
+    distributed = not isinstance(kvstore, str)
+    return gluon.Trainer(params, 'sgd', {'learning_rate': lr, 'wd': wd, 'momentum': momentum},
+                         kvstore=kvstore, update_on_kvstore=False if distributed else None)
+
+
+class _Thread(threading.Thread):
+    """``threading.Thread`` with the ``isAlive`` alias that dmlc_tracker calls."""
+
+    isAlive = threading.Thread.is_alive
+
+
+def patch_dmlc_tracker(host_ip=None):
+    """Make MXNet's bundled ``dmlc_tracker`` usable on this Python.
+
+    Parameters
+    ----------
+    host_ip : str, optional
+        Address the tracker gives the scheduler.  Its own guess asks the network for a non-loopback
+        address, which fails or is unwanted for a job on one machine; give ``127.0.0.1`` there.
+    """
+    if not hasattr(tracker.Thread, 'isAlive'):
+        tracker.Thread = _Thread
+    if host_ip:
+        tracker.get_host_ip = lambda hostIP=None: host_ip
+
+
+def _launch_script():
+    path = os.path.join(os.path.dirname(mx.__file__), 'tools', 'launch.py')
+    if not os.path.exists(path):
+        raise FileNotFoundError('MXNet launcher not found at {} (mxnet {}); reinstall the mxnet '
+                                'wheel'.format(path, mx.__version__))
+    return path
+
+
+def main(argv=None):
+    """``python -m gluonpan.utils.dist``: MXNet's ``tools/launch.py`` with the fixes above.
+
+    The options are launch.py's; everything from the first positional argument on is the command,
+    passed through verbatim (launch.py itself would take the command's ``--num-workers`` for its
+    own).
+    """
+    parser = argparse.ArgumentParser(prog='python -m gluonpan.utils.dist',
+                                     description=__doc__.split('\n')[0])
+    parser.add_argument('-n', '--num-workers', required=True, type=int, help='worker processes')
+    parser.add_argument('-s', '--num-servers', type=int,
+                        help='server processes (default: the number of workers)')
+    parser.add_argument('-H', '--hostfile', type=str, help='hosts, for the ssh / mpi launchers')
+    parser.add_argument('--launcher', default='ssh',
+                        choices=['local', 'ssh', 'mpi', 'sge', 'yarn'])
+    parser.add_argument('--sync-dst-dir', type=str,
+                        help='ssh launcher: copy the working folder there on every host')
+    parser.add_argument('--env-server', action='append', default=[], help='NAME:VALUE for servers')
+    parser.add_argument('--env-worker', action='append', default=[], help='NAME:VALUE for workers')
+    parser.add_argument('--env', action='append', default=[], help='NAME passed to every node')
+    parser.add_argument('--host-ip', type=str,
+                        help='scheduler address (default: 127.0.0.1 with --launcher local, '
+                             "else the tracker's guess)")
+    parser.add_argument('command', nargs=argparse.REMAINDER, help='the command every node runs')
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error('no command given')
+    logging.basicConfig(format='%(asctime)s %(levelname)s %(message)s', level=logging.INFO)
+    host_ip = args.host_ip or ('127.0.0.1' if args.launcher == 'local' else None)
+    patch_dmlc_tracker(host_ip)
+    if args.launcher == 'local':
+        os.environ['DMLC_NODE_HOST'] = host_ip  # servers and workers listen there too
+
+    launch_argv = ['-n', str(args.num_workers), '--launcher', args.launcher]
+    for flag, value in (('-s', args.num_servers), ('-H', args.hostfile),
+                        ('--sync-dst-dir', args.sync_dst_dir)):
+        if value is not None:
+            launch_argv += [flag, str(value)]
+    for flag, values in (('--env-server', args.env_server), ('--env-worker', args.env_worker),
+                         ('--env', args.env)):
+        for value in values:
+            launch_argv += [flag, value]
+    # one shell-quoted word: dmlc_tracker re-parses the command with its own options and joins it
+    # with spaces for bash
+    launch_argv += ['--', shlex.join(args.command)]
+    script = _launch_script()
+    sys.argv = [script] + launch_argv
+    logger.info('running %s %s', script, ' '.join(launch_argv))
+    runpy.run_path(script, run_name='__main__')
+
+
+if __name__ == '__main__':
+    main()
