@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from gluonpan.data import (CityscapesPanoptic, PanopticTrainTransform, cityscapes_categories,  # noqa: E402
                            sampler)
-from gluonpan.data.io import read_image, read_panoptic_png  # noqa: E402
+from gluonpan.data.io import read_image, read_panoptic_ids  # noqa: E402
 from gluonpan.data.synthetic import ensure_cityscapes  # noqa: E402
 from gluonpan.data.targets import panoptic_targets, segment_index  # noqa: E402
 from gluonpan.data.transforms import affine_matrix, normalize, warp_image, warp_labels  # noqa: E402
@@ -37,7 +37,7 @@ def stage_times(dataset, transform, keys):
         t0 = time.perf_counter()
         image = read_image(rec['image_path'])
         t1 = time.perf_counter()
-        pan = read_panoptic_png(rec['pan_path'])
+        pan = read_panoptic_ids(rec['pan_path']).view(np.int32)
         t2 = time.perf_counter()
         index = segment_index(pan, rec['segments_info'])
         t3 = time.perf_counter()
@@ -87,7 +87,7 @@ def main():
     t = time.perf_counter()
     for idx, _ in keys:
         read_image(dataset.records[idx]['image_path'])
-        read_panoptic_png(dataset.records[idx]['pan_path'])
+        read_panoptic_ids(dataset.records[idx]['pan_path'])
     floor = (time.perf_counter() - t) / len(keys)
 
     logging.info('%dx%d input, %dx%d crop, %d samples, 1 thread', args.height, args.width,

@@ -6,12 +6,14 @@ import numpy as np
 from PIL import Image
 
 
-__all__ = ['read_image', 'read_panoptic_png']
+__all__ = ['read_image', 'read_panoptic_ids']
+
+_TO_RGBA = {3: cv2.COLOR_BGR2RGBA, 4: cv2.COLOR_BGRA2RGBA}
 
 
-def _check_exists(path, hint=''):
+def _check_exists(path):
     if not os.path.isfile(path):
-        raise FileNotFoundError('missing file {}{}'.format(path, hint))
+        raise FileNotFoundError('missing file {}'.format(path))
 
 
 def read_image(path, allow_gray=False):
@@ -50,17 +52,30 @@ def read_image(path, allow_gray=False):
         raise IOError('cannot decode image {}: {}'.format(path, err)) from err
 
 
-def read_panoptic_png(path):
-    """Read a panoptic PNG as ``(H, W)`` int32 segment ids (``R + 256*G + 256**2*B``)."""
+def read_panoptic_ids(path):
+    """Read a panoptic PNG as ``(H, W)`` uint32 segment ids ``R + 256*G + 256**2*B``.
+
+    OpenCV decodes the PNG; ``cvtColor`` to RGBA lays each pixel out as the bytes R, G, B, A of a
+    little-endian uint32, and masking A off leaves the id (two vectorised passes, no per-channel
+    integer arithmetic).  An alpha channel, if any, is ignored as the references do.
+
+    Parameters
+    ----------
+    path : str
+        PNG file.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` uint32 ids (a view of an ``(H, W, 4)`` buffer).
+    """
     _check_exists(path)
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise IOError('cannot decode panoptic PNG {} (truncated or not a PNG)'.format(path))
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+    bgr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if bgr is None:
+        raise IOError('cannot decode panoptic PNG {} (truncated or not an image)'.format(path))
+    if bgr.ndim != 3 or bgr.shape[2] not in _TO_RGBA or bgr.dtype != np.uint8:
         raise ValueError('panoptic PNG {} must be 8-bit RGB, got shape {} dtype {}'
-                         .format(path, img.shape, img.dtype))
-    # RGBA bytes viewed as little-endian uint32 are R + G<<8 + B<<16 + A<<24: the id, once A is
-    # masked off (4x faster than the arithmetic of rgb2id on 2M pixels)
-    rgba = cv2.cvtColor(img, cv2.COLOR_BGR2RGBA)
-    ids = rgba.view('<u4')[..., 0] & 0xFFFFFF  # (H, W)
-    return ids.view(np.int32)
+                         .format(path, bgr.shape, bgr.dtype))
+    ids = cv2.cvtColor(bgr, _TO_RGBA[bgr.shape[2]]).view('<u4')[..., 0]  # (H, W)
+    np.bitwise_and(ids, 0xFFFFFF, out=ids)
+    return ids

@@ -1,9 +1,10 @@
 """The dataset base shared by Cityscapes and COCO panoptic: records in, training samples out."""
 import os
 
+import numpy as np
 from mxnet.gluon.data import Dataset
 
-from .io import read_image, read_panoptic_png
+from .io import read_image, read_panoptic_ids
 from .targets import panoptic_targets, segment_index
 
 __all__ = ['PanopticDataset', 'check_files']
@@ -52,7 +53,7 @@ class PanopticDataset(Dataset):
         """
         rec = self.records[idx]
         image = read_image(rec['image_path'], allow_gray=self.allow_gray)
-        pan_ids = read_panoptic_png(rec['pan_path'])
+        pan_ids = read_panoptic_ids(rec['pan_path']).view(np.int32)
         if image.shape[:2] != pan_ids.shape:
             raise ValueError('image {} is {}x{} but its panoptic PNG {} is {}x{}'.format(
                 rec['image_path'], image.shape[0], image.shape[1], rec['pan_path'], *pan_ids.shape))

@@ -13,16 +13,15 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 
 from ...data.categories import PanopticCategories
+from ...data.io import read_panoptic_ids
 from .panoptic_quality import PQStats, panoptic_image_stats
 
 __all__ = ['read_panoptic_ids', 'load_panoptic_json', 'detect_format', 'evaluate_panoptic_files',
            'retain_freed_memory']
 
-_TO_RGBA = {3: cv2.COLOR_BGR2RGBA, 4: cv2.COLOR_BGRA2RGBA}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
@@ -42,36 +41,6 @@ def retain_freed_memory():
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, 32 << 20)
         mallopt(_M_TRIM_THRESHOLD, 512 << 20)
-
-
-def read_panoptic_ids(path):
-    """Read a panoptic PNG as ``(H, W)`` uint32 segment ids ``R + 256*G + 256**2*B``.
-
-    OpenCV decodes the PNG; ``cvtColor`` to RGBA lays each pixel out as the bytes R, G, B, A of a
-    little-endian uint32, and masking A off leaves the id (two vectorised passes, no per-channel
-    integer arithmetic).  An alpha channel, if any, is ignored as the references do.
-
-    Parameters
-    ----------
-    path : str
-        PNG file.
-
-    Returns
-    -------
-    np.ndarray
-        ``(H, W)`` uint32 ids (a view of an ``(H, W, 4)`` buffer).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError('missing panoptic PNG {}'.format(path))
-    bgr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise IOError('cannot decode panoptic PNG {} (truncated or not an image)'.format(path))
-    if bgr.ndim != 3 or bgr.shape[2] not in _TO_RGBA or bgr.dtype != np.uint8:
-        raise ValueError('panoptic PNG {} must be 8-bit RGB, got shape {} dtype {}'
-                         .format(path, bgr.shape, bgr.dtype))
-    ids = cv2.cvtColor(bgr, _TO_RGBA[bgr.shape[2]]).view('<u4')[..., 0]  # (H, W)
-    np.bitwise_and(ids, 0xFFFFFF, out=ids)
-    return ids
 
 
 def load_panoptic_json(path):
