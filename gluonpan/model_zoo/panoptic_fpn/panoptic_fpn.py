@@ -1,0 +1,323 @@
+"""Panoptic FPN (Kirillov, Girshick, He and Dollar, CVPR 2019) as one Gluon HybridBlock.
+
+The meta-architecture composes and does not compute: backbone + FPN run once and feed the RPN, the
+Mask R-CNN RoI heads and the semantic FPN head; each head (or the loss function beside it) returns
+named quantities.  Recipe defaults live in :func:`build_panoptic_fpn`, the single place the model
+zoo builders take them from.
+"""
+import math
+import warnings
+from collections import OrderedDict
+
+import mxnet as mx
+from mxnet import autograd
+from mxnet.gluon import nn
+
+from ...data.categories import IGNORE_LABEL
+from ...nn.anchors import FPNAnchors
+from ...nn.fpn import FPN
+from ...nn.losses import rpn_losses, semantic_loss
+from ...nn.roi_heads import RoIHeads
+from ...nn.rpn import FPNRPN
+from ...nn.semantic_head import SemanticFPNHead
+
+__all__ = ['LOSS_NAMES', 'TRAIN_INPUTS', 'DEFAULT_LOSS_WEIGHTS', 'PanopticFPN',
+           'build_panoptic_fpn']
+
+#: names of the losses, in the order the training graph returns them
+LOSS_NAMES = ('loss_rpn_cls', 'loss_rpn_box', 'loss_rcnn_cls', 'loss_rcnn_box', 'loss_mask',
+              'loss_sem_seg')
+#: keys of a per-context training batch, in the order the training graph takes them
+TRAIN_INPUTS = ('data', 'gt_boxes', 'gt_classes', 'gt_masks', 'sem_seg', 'rpn_cls_targets',
+                'rpn_box_targets', 'rpn_box_masks')
+#: semantic weight 0.5 as in the COCO references, every other loss 1
+DEFAULT_LOSS_WEIGHTS = OrderedDict((name, 0.5 if name == 'loss_sem_seg' else 1.)
+                                   for name in LOSS_NAMES)
+
+
+class PanopticFPN(nn.HybridBlock):
+    """Panoptic FPN: Mask R-CNN with FPN plus a semantic FPN branch on the shared pyramid.
+
+    Modes (``autograd.is_training()`` selects the branch)
+
+    * **training**: ``net(data, gt_boxes, gt_classes, gt_masks, sem_seg, rpn_cls_targets,
+      rpn_box_targets, rpn_box_masks)`` (shapes: ``gluonpan`` data contract) returns the six
+      *unweighted* losses in :data:`LOSS_NAMES` order, each of shape (1,).  Prefer
+      :meth:`train_losses`, which takes the batch dict and returns an ``OrderedDict`` of the
+      losses times ``net.loss_weights`` (applied outside the graph, so changing a weight needs no
+      rebuild).  Each loss is the mean over the context's batch (see :mod:`gluonpan.nn.losses`), as
+      ``gluonpan.utils.engine`` expects.
+    * **inference**: ``net(data)`` with one image (1, 3, H, W), H and W multiples of 32 (use
+      :func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` for any size) returns
+      ``ids`` (1, D, 1) thing class or -1, ``scores`` (1, D, 1), ``boxes`` (1, D, 4), ``masks``
+      (1, D, 28, 28) probabilities in the box, and ``sem_logits`` (1, K, H, W).
+
+    The net hybridizes; switching a hybridized net between the two modes rebuilds its graph
+    automatically (:meth:`forward`), so no ``hybridize()`` call is needed in between.
+
+    Initialisation: ``get_model`` returns every parameter initialised (loaded weights, or each
+    layer's own initializer through a plain ``initialize()``).  Do not call ``initialize(Xavier())``
+    on top: layers carry their own initializers (Normal(0.01) RPN, MSRA mask head, ...).
+
+    Parameters
+    ----------
+    backbone : HybridBlock
+        Input (B, 3, H, W) -> (C2, C3, C4, C5), e.g. :class:`gluonpan.nn.ResNetV1bFeatures`.
+    fpn : gluonpan.nn.FPN
+        (C2..C5) -> (P2..P6).
+    rpn : gluonpan.nn.FPNRPN
+        RPN on P2..P6; its ``anchors`` are ``net.anchors``.
+    roi_heads : gluonpan.nn.RoIHeads
+        Box and mask heads on P2..P5.
+    sem_seg_head : gluonpan.nn.SemanticFPNHead
+        Semantic head on P2..P5.
+    categories : gluonpan.data.PanopticCategories
+        The dataset's categories; class counts of the heads must match them.
+    semantic_mode : str
+        ``'separated'`` (stuff + one "things" class, the paper) or ``'all'``.
+    loss_weights : dict, optional
+        Overrides of :data:`DEFAULT_LOSS_WEIGHTS` by loss name.
+    """
+
+    def __init__(self, backbone, fpn, rpn, roi_heads, sem_seg_head, categories,
+                 semantic_mode='separated', loss_weights=None, **kwargs):
+        super(PanopticFPN, self).__init__(**kwargs)
+        unknown = set(loss_weights or {}) - set(LOSS_NAMES)
+        if unknown:
+            raise ValueError('unknown loss names {} in loss_weights; valid: {}'
+                             .format(sorted(unknown), LOSS_NAMES))
+        self.loss_weights = OrderedDict(DEFAULT_LOSS_WEIGHTS, **(loss_weights or {}))
+        self.categories = categories
+        self.semantic_mode = semantic_mode
+        self._check_class_counts(roi_heads.num_classes, sem_seg_head.num_classes)
+        self._graph_mode = None
+        self.backbone = backbone
+        self.fpn = fpn
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.sem_seg_head = sem_seg_head
+
+    @property
+    def anchors(self):
+        """The :class:`~gluonpan.nn.anchors.FPNAnchors` of the RPN (data workers use the same)."""
+        return self.rpn.anchors
+
+    @property
+    def batch_size(self):
+        """Images per context the training graph is built for."""
+        return self.roi_heads.batch_size
+
+    def _check_class_counts(self, num_things, num_semantic):
+        want = (self.categories.num_things,
+                self.categories.num_semantic_classes(self.semantic_mode))
+        if (num_things, num_semantic) != want:
+            raise ValueError('heads predict {} thing / {} semantic classes but the categories have '
+                             '{} / {} ({!r} mode)'.format(num_things, num_semantic, want[0],
+                                                          want[1], self.semantic_mode))
+
+    def forward(self, x, *args):
+        """Check NDArray inputs, and rebuild a hybridized graph when the mode changes."""
+        training = autograd.is_training()
+        if isinstance(x, mx.nd.NDArray):
+            self._check_inputs(x, args, training)
+        mode = (training, len(args))
+        if mode != self._graph_mode:
+            self._clear_cached_op()
+            self._graph_mode = mode
+        with warnings.catch_warnings():
+            # building the inference graph: the box-target coder's constants are training-only
+            warnings.filterwarnings(
+                'ignore', '.*normalizedperclassboxcenterencoder.*is not used by any computation',
+                UserWarning)
+            return super(PanopticFPN, self).forward(x, *args)
+
+    def _check_inputs(self, x, args, training):
+        B, _, H, W = x.shape
+        num_anchors = sum(h * w for h, w in self.anchors.feature_shapes(H, W)) * \
+            self.anchors.num_per_location
+        if num_anchors < self.rpn.post_nms(training):
+            raise ValueError('input {}x{} has {} anchors, fewer than the {} proposals the RPN '
+                             'keeps; use a larger input'.format(H, W, num_anchors,
+                                                                self.rpn.post_nms(training)))
+        if not training:
+            if args or B != 1:
+                raise ValueError('inference takes one image (1, 3, H, W) and nothing else, got {} '
+                                 'and {} more inputs'.format(x.shape, len(args)))
+            return
+        if len(args) != len(TRAIN_INPUTS) - 1:
+            raise ValueError('training forward takes {}, got {} inputs'
+                             .format(TRAIN_INPUTS, len(args) + 1))
+        shapes = dict(zip(TRAIN_INPUTS, [x.shape] + [a.shape for a in args]))
+        if B != self.batch_size:
+            raise ValueError('network built for per_device_batch_size={} got a batch of {}; pass '
+                             'per_device_batch_size={} to get_model'.format(self.batch_size, B, B))
+        if shapes['gt_boxes'][1] > self.roi_heads.max_num_gt:
+            raise ValueError('{} ground-truth instances exceed max_num_gt={}; pass a larger '
+                             'max_num_gt to get_model'.format(shapes['gt_boxes'][1],
+                                                              self.roi_heads.max_num_gt))
+        M = shapes['gt_boxes'][1]
+        expected = dict(gt_boxes=(B, M, 4), gt_classes=(B, M, 1), gt_masks=(B, M, H, W),
+                        sem_seg=(B, H, W), rpn_cls_targets=(B, num_anchors),
+                        rpn_box_targets=(B, num_anchors, 4), rpn_box_masks=(B, num_anchors, 4))
+        wrong = {k: shapes[k] for k, v in expected.items() if shapes[k] != v}
+        if wrong:
+            raise ValueError('batch shapes {} do not fit data {} with {} anchors; expected {} (are '
+                             'the RPN targets from net.anchors?)'.format(
+                                 wrong, x.shape, num_anchors, {k: expected[k] for k in wrong}))
+
+    # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, x, gt_boxes=None, gt_classes=None, gt_masks=None, sem_seg=None,
+                       rpn_cls_targets=None, rpn_box_targets=None, rpn_box_masks=None):
+        """See the class docstring for the two modes."""
+        feats = self.fpn(*self.backbone(x))  # P2..P6, computed once for all branches
+        sem_logits = self.sem_seg_head(x, *feats[:4])
+        raw_scores, raw_deltas, rois, roi_scores = self.rpn(x, *feats)
+        if not autograd.is_training():
+            return self.roi_heads(x, rois, roi_scores, *feats[:4]) + (sem_logits,)
+        losses = rpn_losses(F, raw_scores, raw_deltas, rpn_cls_targets, rpn_box_targets,
+                            rpn_box_masks)
+        losses += self.roi_heads(x, rois, roi_scores, *feats[:4], gt_boxes, gt_classes, gt_masks)
+        return losses + (semantic_loss(F, sem_logits, sem_seg, IGNORE_LABEL),)
+
+    def train_losses(self, batch):
+        """Weighted losses of one per-context training batch.
+
+        Parameters
+        ----------
+        batch : dict
+            NDArrays on one context with the keys :data:`TRAIN_INPUTS` (data contract shapes).
+
+        Returns
+        -------
+        collections.OrderedDict
+            ``{name: (1,) NDArray}`` for :data:`LOSS_NAMES`.  Call inside ``autograd.record()``
+            to back-propagate; the training branch is taken either way.
+        """
+        missing = [k for k in TRAIN_INPUTS if k not in batch]
+        if missing:
+            raise KeyError('training batch lacks {}; it has {}'.format(missing, sorted(batch)))
+        with autograd.train_mode():
+            losses = self(*[batch[k] for k in TRAIN_INPUTS])
+        return OrderedDict((name, loss * self.loss_weights[name])
+                           for name, loss in zip(LOSS_NAMES, losses))
+
+    def predict(self, data):
+        """Inference outputs ``(ids, scores, boxes, masks, sem_logits)`` of one padded image."""
+        with autograd.predict_mode():
+            return self(data)
+
+    def reset_class(self, categories, reuse_weights=None):
+        """Re-target the class-dependent predictors to another category set (fine-tuning).
+
+        Parameters
+        ----------
+        categories : gluonpan.data.PanopticCategories
+            The new categories.
+        reuse_weights : dict or True, optional
+            ``{new_category_id: old_category_id}`` whose predictor rows are copied (both things or
+            both stuff), or ``True`` to pair categories by name.  Background and the "things"
+            semantic row are always kept.  New rows are freshly initialised.
+        """
+        ctx = self.sem_seg_head.predictor.weight.list_ctx()
+        pairs = self._reuse_pairs(categories, reuse_weights)
+        old_cls, old_box, old_mask = self.roi_heads.reset_class(categories.num_things, ctx)
+        old_sem = self.sem_seg_head.reset_class(
+            categories.num_semantic_classes(self.semantic_mode), ctx)
+        things = [(0, 0)] + [(n + 1, o + 1) for n, o in pairs['thing']]
+        _copy_rows(self.roi_heads.class_predictor, old_cls, things)
+        _copy_rows(self.roi_heads.box_predictor, old_box,
+                   [(4 * n + j, 4 * o + j) for n, o in pairs['thing'] for j in range(4)])
+        _copy_rows(self.roi_heads.mask_head.predictor, old_mask, pairs['thing'])
+        _copy_rows(self.sem_seg_head.predictor, old_sem, pairs['semantic'])
+        self.categories = categories
+        self._clear_cached_op()
+        self._graph_mode = None
+
+    def _reuse_pairs(self, new, reuse_weights):
+        """Row pairs (new, old) of thing classes and of semantic classes to copy."""
+        old = self.categories
+        if reuse_weights is True:
+            by_name = {c['name']: int(c['id']) for c in old.categories}
+            reuse_weights = {int(c['id']): by_name[c['name']] for c in new.categories
+                             if c['name'] in by_name}
+        pairs = {'thing': [], 'semantic': []}
+        new_sem = new.semantic_class_to_category(self.semantic_mode)
+        old_sem = old.semantic_class_to_category(self.semantic_mode)
+        if self.semantic_mode == 'separated':  # the merged "things" class (id -1 in both)
+            pairs['semantic'].append((len(new_sem) - 1, len(old_sem) - 1))
+        for new_id, old_id in (reuse_weights or {}).items():
+            is_thing = bool(new.check_category(new_id, 'new categories')['isthing'])
+            if is_thing != bool(old.check_category(old_id, 'old categories')['isthing']):
+                raise ValueError('reuse_weights pairs thing and stuff: {} -> {}'
+                                 .format(new_id, old_id))
+            if is_thing:
+                pairs['thing'].append((new.thing_id_to_contiguous[new_id],
+                                       old.thing_id_to_contiguous[old_id]))
+            if new_id in new_sem and old_id in old_sem:
+                pairs['semantic'].append((new_sem.index(new_id), old_sem.index(old_id)))
+        return pairs
+
+
+def _copy_rows(new_layer, old_layer, pairs):
+    """Copy output rows ``old -> new`` of every parameter (weight, bias) of two layers."""
+    for new_param, old_param in zip(new_layer.params.values(), old_layer.params.values()):
+        new_data, old_data = new_param.data(), old_param.data()
+        for new_row, old_row in pairs:
+            new_data[new_row] = old_data[old_row]
+        new_param.set_data(new_data)
+
+
+def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separated',
+                       per_device_batch_size=1, loss_weights=None, fpn_channels=256,
+                       rpn_channels=256, rpn_nms_thresh=0.7, rpn_train_pre_nms=12000,
+                       rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000,
+                       rpn_min_size=1, rcnn_num_sample=512, rcnn_pos_iou_thresh=0.5,
+                       rcnn_pos_ratio=0.25, max_num_gt=300, test_score_thresh=0.05,
+                       test_nms_thresh=0.5, test_max_dets=100, sem_seg_channels=128,
+                       sem_seg_num_groups=32):
+    """Assemble a :class:`PanopticFPN`; the keyword defaults are the recipe (Mask R-CNN FPN 1x).
+
+    Parameters
+    ----------
+    backbone : HybridBlock
+        With ``out_channels`` (C2..C5 channels), e.g. :class:`gluonpan.nn.ResNetV1bFeatures`.
+    categories : gluonpan.data.PanopticCategories
+        Sets the thing and semantic class counts.
+    anchors : FPNAnchors, optional
+        Default ``FPNAnchors()`` (sizes 32..512 on P2..P6, ratios 0.5, 1, 2).
+    per_device_batch_size : int
+        Images per context in training (the RoI sampler is built for it).
+    rpn_* : RPN width, NMS IoU, proposals before / after NMS (train, test), minimal box size.
+    rcnn_num_sample, rcnn_pos_iou_thresh, rcnn_pos_ratio : RoI sampling per image.
+    max_num_gt : int
+        Upper bound of instances per training image.
+    test_score_thresh, test_nms_thresh, test_max_dets : detection post-processing; the mask head
+        runs on the ``test_max_dets`` best detections only.
+    sem_seg_channels, sem_seg_num_groups : semantic tower width and GroupNorm groups.
+    semantic_mode, loss_weights : see :class:`PanopticFPN`.
+    """
+    anchors = anchors if anchors is not None else FPNAnchors()
+    fpn = FPN(backbone.out_channels, fpn_channels)
+    if tuple(anchors.strides) != fpn.strides:
+        raise ValueError('anchor strides {} must be the FPN strides {}'
+                         .format(anchors.strides, fpn.strides))
+    rpn = FPNRPN(anchors, fpn_channels, rpn_channels, rpn_nms_thresh, rpn_train_pre_nms,
+                 rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size)
+    max_rois = max(per_device_batch_size * rcnn_num_sample, rpn.test_post_nms)
+    if fpn_channels * 7 * 7 <= max_rois:  # see gluonpan.nn.pyramid_roi_align
+        raise ValueError('{} RoIs per call need more than {} FPN channels'
+                         .format(max_rois, max_rois // 49))
+    num_things = categories.num_things
+    if test_max_dets > num_things * rpn.test_post_nms:
+        raise ValueError('test_max_dets={} exceeds classes x proposals = {}'
+                         .format(test_max_dets, num_things * rpn.test_post_nms))
+    roi_heads = RoIHeads(num_things, fpn.strides[:4], fpn_channels,
+                         batch_size=per_device_batch_size, num_proposals=rpn.train_post_nms,
+                         num_sample=rcnn_num_sample, pos_iou_thresh=rcnn_pos_iou_thresh,
+                         pos_ratio=rcnn_pos_ratio, max_num_gt=max_num_gt,
+                         score_thresh=test_score_thresh, nms_thresh=test_nms_thresh,
+                         max_dets=test_max_dets, box_clip=math.log(1000. / 16))
+    sem_seg_head = SemanticFPNHead(categories.num_semantic_classes(semantic_mode), fpn_channels,
+                                   sem_seg_channels, sem_seg_num_groups, fpn.strides[:4])
+    return PanopticFPN(backbone, fpn, rpn, roi_heads, sem_seg_head, categories, semantic_mode,
+                       loss_weights)

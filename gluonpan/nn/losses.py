@@ -1,0 +1,116 @@
+"""Losses of Panoptic FPN as free functions of ``F`` (they run inside the hybridized graph).
+
+Every loss is a mean over the whole per-context batch: ``sum(loss * weight) / max(count, 1)`` with
+``count`` the elements averaged over (box losses: summed over the 4 coordinates, averaged over the
+sampled anchors / RoIs).  This is what ``gluonpan.utils.engine`` expects (it multiplies by the
+context's number of images before back-propagating).  The ``max(., 1)`` keeps a batch without
+instances finite (its box and mask losses are 0).
+"""
+
+__all__ = ['normalized_sum', 'sigmoid_bce_with_logits', 'rpn_losses', 'rcnn_losses', 'mask_loss',
+           'semantic_loss']
+
+
+def normalized_sum(F, loss, weight, count=None):
+    """``sum(loss * weight) / max(sum(count), 1)`` as a (1,) array.
+
+    ``count`` (the elements the loss is averaged over) defaults to ``weight``.
+    """
+    count = weight if count is None else count
+    return F.sum(loss * weight) / F.maximum(F.sum(count), 1.)
+
+
+def sigmoid_bce_with_logits(F, logits, targets):
+    """Element-wise binary cross-entropy of sigmoid(``logits``), numerically stable."""
+    return F.relu(logits) - logits * targets + F.Activation(-F.abs(logits), act_type='softrelu')
+
+
+def _smooth_l1(F, diff, beta):
+    """Smooth L1 (Huber) with transition point ``beta``; plain L1 for ``beta == 0``."""
+    if beta <= 0:
+        return F.abs(diff)
+    return F.smooth_l1(diff, scalar=beta ** -0.5)
+
+
+def rpn_losses(F, raw_scores, raw_deltas, cls_targets, box_targets, box_masks, beta=1. / 9):
+    """Objectness and box losses of the RPN over the anchors sampled by the data pipeline.
+
+    Parameters
+    ----------
+    raw_scores : (B, N, 1) objectness logits.
+    raw_deltas : (B, N, 4) predicted box deltas.
+    cls_targets : (B, N) 1 positive, 0 negative, -1 ignore (gluoncv ``RPNTargetGenerator``).
+    box_targets, box_masks : (B, N, 4) encoded targets and 0/1 masks (positives only).
+    beta : float
+        Smooth-L1 transition point of the box loss.
+
+    Returns
+    -------
+    (loss_rpn_cls, loss_rpn_box), each (1,); both normalised by the number of sampled anchors.
+    """
+    scores = raw_scores.reshape((0, -1))  # (B, N)
+    sampled = cls_targets >= 0
+    loss_cls = normalized_sum(F, sigmoid_bce_with_logits(F, scores, cls_targets), sampled)
+    loss_box = normalized_sum(F, _smooth_l1(F, raw_deltas - box_targets, beta), box_masks,
+                              count=sampled)
+    return loss_cls, loss_box
+
+
+def rcnn_losses(F, cls_pred, box_pred, cls_targets, box_targets, box_masks, beta=1.):
+    """Classification and per-class box losses of the box head.
+
+    Parameters
+    ----------
+    cls_pred : (B, S, C + 1) class logits of the S sampled RoIs (class 0 = background).
+    box_pred : (B, P, C, 4) box deltas of the first P sampled RoIs (the positives first).
+    cls_targets : (B, S) in [0, C], -1 ignore.
+    box_targets, box_masks : (B, P, C, 4); the mask selects the positive RoIs' true class.
+    beta : float
+        Smooth-L1 transition point of the box loss.
+
+    Returns
+    -------
+    (loss_rcnn_cls, loss_rcnn_box), each (1,); both normalised by the number of sampled RoIs.
+    """
+    sampled = cls_targets >= 0
+    log_prob = F.log_softmax(cls_pred, axis=-1)
+    nll = -F.pick(log_prob, cls_targets, axis=-1, mode='clip')  # (B, S)
+    loss_cls = normalized_sum(F, nll, sampled)
+    loss_box = normalized_sum(F, _smooth_l1(F, box_pred - box_targets, beta), box_masks,
+                              count=sampled)
+    return loss_cls, loss_box
+
+
+def mask_loss(F, mask_pred, mask_targets, mask_weights):
+    """Per-pixel binary cross-entropy of the mask head on its true-class channel.
+
+    Parameters
+    ----------
+    mask_pred : (B, P, C, M, M) mask logits.
+    mask_targets : (B, P, C, M, M) targets in [0, 1] (RoIAligned ground-truth masks).
+    mask_weights : (B, P, C, M, M) 1 on the true-class channel of positive RoIs, else 0.
+
+    Returns
+    -------
+    (1,) loss_mask, normalised by the number of weighted pixels.
+    """
+    return normalized_sum(F, sigmoid_bce_with_logits(F, mask_pred, mask_targets), mask_weights)
+
+
+def semantic_loss(F, logits, labels, ignore_label=255):
+    """Per-pixel softmax cross-entropy of the semantic head.
+
+    Parameters
+    ----------
+    logits : (B, K, H, W) class logits at the input resolution.
+    labels : (B, H, W) semantic classes, ``ignore_label`` where void or padding.
+    ignore_label : int
+        Label excluded from the loss.
+
+    Returns
+    -------
+    (1,) loss_sem_seg, normalised by the number of labelled pixels.
+    """
+    log_prob = F.log_softmax(logits, axis=1)
+    nll = -F.pick(log_prob, labels, axis=1, mode='clip')  # (B, H, W)
+    return normalized_sum(F, nll, labels != ignore_label)

@@ -1,0 +1,167 @@
+"""What the train / eval / demo scripts share: contexts, datasets and model names from flags, and
+one evaluation routine (predict, write official-format files and overlays, print the PQ tables)."""
+import json
+import logging
+import os
+
+import cv2
+import mxnet as mx
+from mxnet.gluon.data import DataLoader
+
+from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
+from ..data.synthetic import ensure_cityscapes
+from ..model_zoo.panoptic_fpn import predict_panoptic
+from .engine import evaluate
+from .metrics import PanopticQuality, format_results
+from .panoptic_writer import PanopticWriter
+from .visualize import panoptic_overlay
+
+__all__ = ['DATASETS', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
+           'evaluate_panoptic', 'add_model_args', 'load_model']
+
+logger = logging.getLogger(__name__)
+
+#: --dataset choices -> (model-zoo suffix, default root)
+DATASETS = {'citys': ('citys', '~/.mxnet/datasets/citys'),
+            'coco': ('coco', '~/.mxnet/datasets/coco'),
+            'synthetic': ('citys', 'data/synthetic_citys')}
+
+
+def parse_ctx(gpus, cpu_contexts=1):
+    """``--gpus 0,1`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''`` -> ``cpu_contexts`` CPU contexts."""
+    ids = [g.strip() for g in str(gpus).split(',') if g.strip()]
+    try:
+        return [mx.gpu(int(i)) for i in ids] or [mx.cpu(i) for i in range(cpu_contexts)]
+    except ValueError:
+        raise ValueError("--gpus takes comma-separated GPU ids or '' for the CPU, got {!r}"
+                         .format(gpus)) from None
+
+
+def add_dataset_args(parser):
+    """``--dataset``, ``--dataset-root`` and the synthetic-dataset size options."""
+    parser.add_argument('--dataset', choices=sorted(DATASETS), default='citys',
+                        help='citys, coco, or the built-in synthetic Cityscapes (generated if absent)')
+    parser.add_argument('--dataset-root', default=None,
+                        help='dataset root (default: ~/.mxnet/datasets/citys, ~/.mxnet/datasets/coco, '
+                             'data/synthetic_citys)')
+    parser.add_argument('--synthetic-size', default='256x512', help='HxW of synthetic images')
+    parser.add_argument('--synthetic-train', type=int, default=64, help='synthetic train images')
+    parser.add_argument('--synthetic-val', type=int, default=16, help='synthetic val images')
+
+
+def get_dataset(args, split, transform=None):
+    """The dataset named by the flags (the synthetic one is generated on first use)."""
+    root = os.path.expanduser(args.dataset_root or DATASETS[args.dataset][1])
+    if args.dataset == 'coco':
+        return COCOPanoptic(root, split, transform=transform)
+    if args.dataset == 'synthetic':
+        height, width = (int(v) for v in args.synthetic_size.lower().split('x'))
+        ensure_cityscapes(root, splits=(('train', args.synthetic_train), ('val', args.synthetic_val)),
+                          height=height, width=width)
+    return CityscapesPanoptic(root, split, transform=transform)
+
+
+def model_name(network, dataset):
+    """``--network resnet50_v1b --dataset citys`` -> ``panoptic_fpn_resnet50_v1b_citys``."""
+    return 'panoptic_fpn_{}_{}'.format(network, DATASETS[dataset][0])
+
+
+def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0, progress=None,
+                      predict_fn=predict_panoptic, **thresholds):
+    """Predict every image of ``dataset`` (a val-transformed dataset), score it, write files.
+
+    Parameters
+    ----------
+    net : PanopticFPN
+        The network on ``ctx``.
+    dataset : PanopticDataset
+        With :class:`~gluonpan.data.PanopticValTransform`.
+    ctx : list of mx.Context
+        Images go to the contexts in turn.
+    out_dir : str, optional
+        Writes ``{out_dir}/panoptic_pred.json`` + ``{out_dir}/panoptic_pred/*.png`` (the official
+        format, accepted by cityscapesscripts' and COCO's evaluators), ``{out_dir}/pq.json`` and
+        overlays ``{out_dir}/overlays/*.png``.
+    overlays : int
+        How many overlay PNGs to write (the first images).
+    num_workers : int
+        DataLoader processes reading the images.
+    predict_fn : callable
+        ``predict_fn(net, data, **thresholds) -> (pan_ids, segments_info)``.
+    **thresholds
+        Fusion thresholds for :func:`predict_panoptic`.
+
+    Returns
+    -------
+    dict
+        :meth:`PanopticQuality.results`.
+    """
+    metric = PanopticQuality(dataset.categories)
+    writer = None
+    if out_dir:
+        writer = PanopticWriter(os.path.join(out_dir, 'panoptic_pred'),
+                                os.path.join(out_dir, 'panoptic_pred.json'), dataset.categories)
+        os.makedirs(os.path.join(out_dir, 'overlays'), exist_ok=True)
+    written = [0]
+
+    def output(sample, pan_ids, segments_info):
+        if writer is None:
+            return
+        writer.add(sample['image_id'], pan_ids, segments_info)
+        if written[0] < overlays:
+            written[0] += 1
+            over = panoptic_overlay(sample['image'], pan_ids, segments_info, dataset.categories)
+            cv2.imwrite(os.path.join(out_dir, 'overlays', '{}.png'.format(sample['image_id'])),
+                        over[..., ::-1])
+
+    def predict(network, data):
+        return predict_fn(network, data, **thresholds)
+
+    loader = DataLoader(dataset, batch_size=1, batchify_fn=val_batchify, num_workers=num_workers)
+    evaluate(net, loader, ctx, metric, predict, output, progress=progress)
+    results = metric.results()
+    logger.info('panoptic quality on %d images:\n%s', len(dataset), format_results(results))
+    if writer is not None:
+        writer.close()
+        with open(os.path.join(out_dir, 'pq.json'), 'w') as f:
+            json.dump(results, f, indent=1, default=float)
+        logger.info('predictions, pq.json and %d overlays written to %s', written[0], out_dir)
+    return results
+
+
+
+def add_model_args(parser):
+    """``--network``, ``--pretrained``, ``--norm-layer`` and ``--model-kwargs`` of eval / demo."""
+    parser.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
+    parser.add_argument('--pretrained', required=True,
+                        help='a .params file (a training run\'s args.json beside it supplies '
+                             '--network/--dataset/--model-kwargs) or a model-zoo name whose '
+                             'released weights are in the local store')
+    parser.add_argument('--model-kwargs', default=None,
+                        help='JSON recipe overrides the weights were trained with')
+
+
+def load_model(args, ctx):
+    """The network named by ``--pretrained`` (zoo name or .params) with its weights, on ``ctx``.
+
+    A ``.params`` file from ``train_panoptic_fpn.py`` has the run's ``args.json`` beside it; its
+    ``network``, ``dataset`` and ``model_kwargs`` are used where the command line does not set them.
+    """
+    from ..model_zoo import get_model, get_model_list
+    if args.pretrained in get_model_list():
+        return get_model(args.pretrained, pretrained=True, ctx=ctx,
+                         **json.loads(args.model_kwargs or '{}'))
+    if not os.path.isfile(args.pretrained):
+        raise FileNotFoundError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
+                                .format(args.pretrained, ', '.join(get_model_list())))
+    run_args = os.path.join(os.path.dirname(os.path.abspath(args.pretrained)), 'args.json')
+    saved = {}
+    if os.path.isfile(run_args):
+        with open(run_args) as f:
+            saved = json.load(f)
+        logger.info('architecture from %s: network %s, model_kwargs %s', run_args,
+                    saved.get('network'), saved.get('model_kwargs'))
+    network = saved.get('network', args.network)
+    kwargs = json.loads(args.model_kwargs or saved.get('model_kwargs') or '{}')
+    return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
+                     **kwargs)

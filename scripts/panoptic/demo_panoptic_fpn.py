@@ -1,0 +1,74 @@
+"""Panoptic segmentation of images: panoptic PNG + JSON and a coloured overlay per image.
+
+    python scripts/panoptic/demo_panoptic_fpn.py --pretrained runs/x/model-final.params \\
+        --images street.png more_images/ --out-dir demo_out
+"""
+import argparse
+import json
+import logging
+import os
+
+import cv2
+
+import gluonpan
+from gluonpan.data.categories import id2rgb
+from gluonpan.data.io import read_image
+from gluonpan.utils.cli import DATASETS, add_model_args, load_model, parse_ctx
+from gluonpan.utils.logger import setup_logger
+from gluonpan.utils.visualize import panoptic_overlay
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Panoptic FPN demo.')
+    add_model_args(p)
+    p.add_argument('--dataset', choices=sorted(DATASETS), default='citys',
+                   help='the category set the model was trained on')
+    p.add_argument('--images', nargs='+', required=True, help='image files or folders')
+    p.add_argument('--out-dir', default='demo_out')
+    p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")
+    p.add_argument('--score-thresh', type=float, default=0.5)
+    return p.parse_args(argv)
+
+
+def list_images(paths):
+    """Files given directly, plus the images inside given folders (sorted)."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(os.path.join(path, f) for f in os.listdir(path)
+                            if f.lower().endswith(IMAGE_EXTS))
+        else:
+            files.append(path)
+    if not files:
+        raise FileNotFoundError('no images found in {}'.format(paths))
+    return files
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logger()
+    net = load_model(args, parse_ctx(args.gpus)[:1])
+    net.hybridize(static_alloc=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    outputs = []
+    for path in list_images(args.images):
+        image = read_image(path, allow_gray=True)
+        pan_ids, segments = gluonpan.predict(net, image, score_threshold=args.score_thresh)
+        stem = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0])
+        cv2.imwrite(stem + '_panoptic.png', id2rgb(pan_ids)[..., ::-1])
+        with open(stem + '_panoptic.json', 'w') as f:
+            json.dump({'file_name': os.path.basename(path), 'segments_info': segments}, f,
+                      default=lambda v: v.item() if hasattr(v, 'item') else str(v))
+        overlay = panoptic_overlay(image, pan_ids, segments, net.categories)
+        cv2.imwrite(stem + '_overlay.png', overlay[..., ::-1])
+        names = [net.categories.by_id[s['category_id']]['name'] for s in segments if s['isthing']]
+        logging.info('%s: %d segments (%d instances: %s) -> %s_overlay.png', path, len(segments),
+                     len(names), ', '.join(names) or 'none', stem)
+        outputs.append(stem)
+    return outputs
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,162 @@
+"""Train Panoptic FPN: data-parallel over GPUs (or CPU), exact resume, periodic PQ evaluation.
+
+Cityscapes recipe (8 GPUs)::
+
+    python scripts/panoptic/train_panoptic_fpn.py --network resnet50_v1b --gpus 0,1,2,3,4,5,6,7 \\
+        --num-workers 32 --batch-size 8 --log-interval 10 --save-interval 20 --epochs 700 \\
+        --lr_decay_epoch 430,590 --lr-warmup 4000 --pretrained-base
+
+The built-in synthetic dataset on the CPU: see README.md.  ``--resume`` continues the newest
+checkpoint in ``--save-dir`` exactly where it stopped (mid-epoch too).
+"""
+import mxnet as mx  # noqa: I001  (first: it turns a parameter-server process into a server)
+
+import argparse
+import json
+import logging
+import os
+
+import cv2
+from mxnet import gluon
+
+from gluonpan.data import (EpochSampler, PanopticTrainTransform, PanopticValTransform,
+                           train_batchify)
+from gluonpan.model_zoo import get_model
+from gluonpan.utils.checkpoint import CheckpointManager
+from gluonpan.utils.cli import (add_dataset_args, evaluate_panoptic, get_dataset, model_name,
+                                parse_ctx)
+from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
+from gluonpan.utils.engine import fit
+from gluonpan.utils.logger import setup_logger
+from gluonpan.utils.lr_scheduler import WarmupStepLR, parse_epochs
+
+NORM_LAYERS = {'frozen': None, 'bn': gluon.nn.BatchNorm}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Train Panoptic FPN.')
+    p.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
+    add_dataset_args(p)
+    p.add_argument('--gpus', default='0', help="GPU ids, e.g. 0,1,2,3; '' for the CPU")
+    p.add_argument('--cpu-contexts', type=int, default=1,
+                   help="data-parallel CPU contexts with --gpus '' (tests data parallelism)")
+    p.add_argument('--num-workers', '-j', type=int, default=4, help='data-loading processes')
+    p.add_argument('--batch-size', type=int, default=8, help='images per step (per machine)')
+    p.add_argument('--epochs', type=int, default=700)
+    p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--lr-decay', type=float, default=0.1)
+    p.add_argument('--lr_decay_epoch', '--lr-decay-epoch', dest='lr_decay_epoch', default='430,590')
+    p.add_argument('--lr-warmup', type=int, default=4000, help='linear warmup iterations')
+    p.add_argument('--lr-warmup-factor', type=float, default=1.0 / 3)
+    p.add_argument('--wd', type=float, default=1e-4)
+    p.add_argument('--momentum', type=float, default=0.9)
+    p.add_argument('--crop-size', default='512x1024', help='HxW training crop (multiples of 32)')
+    p.add_argument('--scale-range', default='0.5,2.0', help='random rescale range')
+    p.add_argument('--norm-layer', choices=sorted(NORM_LAYERS), default='frozen',
+                   help='backbone norm: frozen BN (with --pretrained-base) or trainable BN (scratch)')
+    p.add_argument('--pretrained-base', action='store_true',
+                   help='ImageNet backbone from the local model store ($MXNET_HOME/models)')
+    p.add_argument('--model-kwargs', default='{}',
+                   help='JSON overrides of the recipe, e.g. \'{"fpn_channels": 128}\'')
+    p.add_argument('--log-interval', type=int, default=10, help='iterations')
+    p.add_argument('--save-interval', type=int, default=20, help='keep a checkpoint every N epochs')
+    p.add_argument('--ckpt-interval', type=int, default=500, help='mid-epoch checkpoint every N '
+                   'iterations (0: only at epoch ends)')
+    p.add_argument('--val-interval', type=int, default=10, help='evaluate PQ every N epochs')
+    p.add_argument('--val-overlays', type=int, default=4, help='overlay PNGs after the last epoch')
+    p.add_argument('--save-dir', default=None, help='default: runs/<model name>')
+    p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--kv-store', default='device', choices=KVSTORES)
+    p.add_argument('--no-hybridize', action='store_true')
+    args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error('--seed must be >= 0')
+    args.model = model_name(args.network, args.dataset)
+    args.save_dir = args.save_dir or os.path.join('runs', args.model)
+    return args
+
+
+def build_net(args, ctx, per_device):
+    kwargs = json.loads(args.model_kwargs)
+    norm = NORM_LAYERS[args.norm_layer]
+    if norm is not None:
+        kwargs['norm_layer'] = norm
+    net = get_model(args.model, pretrained_base=args.pretrained_base, ctx=ctx,
+                    per_device_batch_size=per_device, **kwargs)
+    if not args.no_hybridize:
+        net.hybridize(static_alloc=True)
+    return net
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    kvstore, rank, num_workers = create_kvstore(args.kv_store)
+    setup_logger(os.path.join(args.save_dir, 'train.log'), rank=rank if num_workers > 1 else None)
+    logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
+    if rank == 0:
+        os.makedirs(args.save_dir, exist_ok=True)
+        with open(os.path.join(args.save_dir, 'args.json'), 'w') as f:
+            json.dump(vars(args), f, indent=1, sort_keys=True)
+    cv2.setNumThreads(1)
+    ctx = parse_ctx(args.gpus, args.cpu_contexts)
+    if args.batch_size % len(ctx):
+        raise ValueError('--batch-size {} must be a multiple of the {} contexts'
+                         .format(args.batch_size, len(ctx)))
+    mx.random.seed(args.seed)
+    net = build_net(args, ctx, args.batch_size // len(ctx))
+
+    crop = tuple(int(v) for v in args.crop_size.lower().split('x'))
+    scales = tuple(float(v) for v in args.scale_range.split(','))
+    train_set = get_dataset(args, 'train')
+    train_set.transform = PanopticTrainTransform(train_set.categories, net.anchors, crop, scales)
+    val_set = get_dataset(args, 'val', PanopticValTransform()) if rank == 0 else None
+    sampler = EpochSampler(len(train_set), shuffle=True, seed=args.seed, num_parts=num_workers,
+                           part_index=rank)
+    iters_per_epoch = len(sampler) // args.batch_size
+    if iters_per_epoch < 1:
+        raise ValueError('{} training images per worker give no batch of {}'
+                         .format(len(sampler), args.batch_size))
+
+    def make_loader(epoch, start_batch):
+        sampler.set_epoch(epoch, start_batch, args.batch_size)
+        return gluon.data.DataLoader(
+            train_set, batch_sampler=gluon.data.BatchSampler(sampler, args.batch_size, 'discard'),
+            batchify_fn=train_batchify, num_workers=args.num_workers)
+
+    schedule = WarmupStepLR(args.lr, iters_per_epoch, args.lr_warmup, args.lr_warmup_factor,
+                            parse_epochs(args.lr_decay_epoch), args.lr_decay)
+    trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd, args.momentum)
+    ckpt = CheckpointManager(args.save_dir, args.model, net, trainer, schedule, args.seed,
+                             vars(args), ctx=ctx, enabled=rank == 0)
+    record = ckpt.load() if args.resume else None
+    start = (record['epoch'], record['iteration']) if record else (0, 0)
+    history = os.path.join(args.save_dir, 'val_history.jsonl')
+
+    def validate(epoch):
+        if rank != 0:
+            return
+        last = epoch + 1 == args.epochs
+        res = evaluate_panoptic(net, val_set, ctx, out_dir=os.path.join(args.save_dir, 'val')
+                                if last else None, overlays=args.val_overlays if last else 0)
+        with open(history, 'a') as f:
+            f.write(json.dumps({'epoch': epoch + 1, 'PQ': res['All']['pq'], 'SQ': res['All']['sq'],
+                                'RQ': res['All']['rq'], 'PQ_th': res['Things']['pq'],
+                                'PQ_st': res['Stuff']['pq'], 'mIoU': res['mIoU']}) + '\n')
+        logging.info('[Epoch %d] validation PQ %.1f (things %.1f, stuff %.1f), mIoU %.1f',
+                     epoch + 1, 100 * res['All']['pq'], 100 * res['Things']['pq'],
+                     100 * res['Stuff']['pq'], 100 * res['mIoU'])
+
+    fit(net, trainer, make_loader, ctx, schedule, args.epochs, *start, checkpoint=ckpt,
+        save_interval=args.save_interval, val_fn=validate if rank == 0 else None,
+        val_interval=args.val_interval, seed=ckpt.seed, rank=rank, num_workers=num_workers,
+        log_interval=args.log_interval, ckpt_interval=args.ckpt_interval)
+    if rank == 0:
+        final = os.path.join(args.save_dir, '{}-final.params'.format(args.model))
+        net.save_parameters(final)
+        logging.info('final weights: %s', final)
+    return net
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,149 @@
+"""FPN, semantic head, RoI pooling and losses on tiny CPU inputs."""
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet.gluon import nn
+
+from gluonpan.model_zoo.panoptic_fpn import resnet_v1b_backbone
+from gluonpan.nn import FPN, GroupNorm, MaskHead, SemanticFPNHead, pyramid_roi_align
+from gluonpan.nn.losses import rpn_losses, semantic_loss
+
+
+@pytest.fixture(scope='module')
+def backbone_and_fpn():
+    backbone = resnet_v1b_backbone('resnet18_v1b')
+    fpn = FPN(backbone.out_channels, channels=32)
+    backbone.initialize()
+    fpn.initialize()
+    return backbone, fpn
+
+
+@pytest.mark.parametrize('size', [(128, 256), (130, 257), (97, 161)])
+def test_fpn_strides_and_channels(backbone_and_fpn, size):
+    backbone, fpn = backbone_and_fpn
+    feats = fpn(*backbone(mx.nd.random.normal(shape=(1, 3) + size)))
+    assert len(feats) == 5
+    for feat, stride in zip(feats, (4, 8, 16, 32, 64)):
+        assert feat.shape == (1, 32, math.ceil(size[0] / stride), math.ceil(size[1] / stride))
+
+
+def test_group_norm_is_per_group_statistics_with_per_channel_affine():
+    x = np.random.RandomState(0).normal(size=(2, 8, 3, 5)).astype(np.float32)
+    gamma, beta = np.arange(1, 9, dtype=np.float32), np.arange(8, dtype=np.float32) - 4
+    layer = GroupNorm(8, num_groups=4, epsilon=1e-5)
+    layer.initialize()
+    layer.gamma.set_data(mx.nd.array(gamma))
+    layer.beta.set_data(mx.nd.array(beta))
+    groups = x.reshape(2, 4, -1)  # (B, G, C/G * H * W)
+    ref = (groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-5)
+    ref = ref.reshape(x.shape) * gamma.reshape(1, -1, 1, 1) + beta.reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(layer(mx.nd.array(x)).asnumpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def bilinear_half_pixel(x, out_h, out_w):
+    """Reference resize with align_corners=False (half-pixel centres, edge clamped)."""
+    h, w = x.shape
+
+    def coords(n_out, n_in):
+        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0)
+        lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return lo, np.minimum(lo + 1, n_in - 1), src - lo
+
+    y0, y1, fy = coords(out_h, h)
+    x0, x1, fx = coords(out_w, w)
+    top = x[y0][:, x0] * (1 - fx) + x[y0][:, x1] * fx
+    bottom = x[y1][:, x0] * (1 - fx) + x[y1][:, x1] * fx
+    return top * (1 - fy[:, None]) + bottom * fy[:, None]
+
+
+def test_semantic_head_towers_and_upsampling_are_half_pixel():
+    head = SemanticFPNHead(num_classes=5, in_channels=16, channels=16, num_groups=4)
+    assert [len(t) // 2 for t in head.towers] == [1, 1, 2, 3]  # convs per level P2..P5
+    head.initialize()
+    image = mx.nd.zeros((1, 3, 64, 96))
+    feats = [mx.nd.random.normal(shape=(1, 16, 64 // s, 96 // s)) for s in (4, 8, 16, 32)]
+    logits = head(image, *feats)
+    assert logits.shape == (1, 5, 64, 96)
+    # the paper's order: every tower upsampled to stride 4 on its own, then summed
+    stride4 = None
+    for level, (tower, feat) in enumerate(zip(head.towers, feats)):
+        x = feat
+        for k in range(len(tower) // 2):
+            x = mx.nd.relu(tower[2 * k + 1](tower[2 * k](x)))
+            if level:
+                x = mx.nd.contrib.BilinearResize2D(x, scale_height=2, scale_width=2,
+                                                   align_corners=False)
+        stride4 = x if stride4 is None else stride4 + x
+    low = head.predictor(stride4)[0, 0].asnumpy()
+    # then a 4x upsampling of the stride-4 prediction with align_corners=False
+    np.testing.assert_allclose(logits[0, 0].asnumpy(), bilinear_half_pixel(low, 64, 96),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [(64, 96), (66, 99)])
+def test_semantic_head_output_is_input_size(size):
+    head = SemanticFPNHead(num_classes=3, in_channels=8, channels=8, num_groups=2)
+    head.initialize()
+    feats = [mx.nd.random.normal(shape=(1, 8, math.ceil(size[0] / s), math.ceil(size[1] / s)))
+             for s in (4, 8, 16, 32)]
+    assert head(mx.nd.zeros((2, 3) + size), *[f.tile((2, 1, 1, 1)) for f in feats]).shape == \
+        (2, 3) + size
+
+
+class Pool(nn.HybridBlock):
+    def hybrid_forward(self, F, rois, p2, p3, p4, p5):
+        return pyramid_roi_align(F, (p2, p3, p4, p5), rois, (7, 7), (4, 8, 16, 32))
+
+
+def test_pyramid_roi_align_levels_and_hybridized_zeros():
+    feats = [mx.nd.random.normal(shape=(2, 4, 256 // s, 256 // s)) for s in (4, 8, 16, 32)]
+    # sizes 32 -> P2, 112 -> P3, 224 -> P4, 448 -> P5 (canonical 224 on P4); one in image 1
+    rois = mx.nd.array([[0, 0, 0, 31, 31], [0, 10, 10, 121, 121], [1, 0, 0, 223, 223],
+                        [0, 0, 0, 447, 447], [0, -1, -1, -1, -1]])
+    pool = Pool()
+    imperative = pool(rois, *feats)
+    pool.hybridize()
+    hybridized = pool(rois, *feats)
+    for row, level in zip(range(4), range(4)):
+        direct = mx.nd.contrib.ROIAlign(feats[level], rois[row:row + 1], (7, 7),
+                                        1. / (4 * 2 ** level), sample_ratio=2)
+        np.testing.assert_allclose(imperative[row].asnumpy(), direct[0].asnumpy(), rtol=1e-5)
+    # CPU ROIAlign leaves skipped rows unwritten; the hybridized graph reuses memory
+    np.testing.assert_allclose(hybridized.asnumpy(), imperative.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_mask_head_shape():
+    head = MaskHead(num_classes=3, in_channels=8, channels=8, num_convs=2)
+    head.initialize()
+    assert head(mx.nd.zeros((5, 8, 14, 14))).shape == (5, 3, 28, 28)
+
+
+def test_semantic_loss_is_the_mean_over_labelled_pixels():
+    logits = np.random.RandomState(1).normal(size=(2, 3, 2, 2)).astype(np.float32)
+    labels = np.array([[[0, 1], [2, 255]], [[255, 255], [1, 1]]], np.float32)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    picked = [-log_p[b, int(labels[b, i, j]), i, j] for b in range(2) for i in range(2)
+              for j in range(2) if labels[b, i, j] != 255]
+    loss = semantic_loss(mx.nd, mx.nd.array(logits), mx.nd.array(labels))
+    assert loss.asscalar() == pytest.approx(np.mean(picked), rel=1e-5)
+    empty = semantic_loss(mx.nd, mx.nd.array(logits), mx.nd.full((2, 2, 2), 255))
+    assert empty.asscalar() == 0
+
+
+def test_rpn_losses_against_numpy():
+    rng = np.random.RandomState(2)
+    scores, deltas = rng.normal(size=(1, 6, 1)), rng.normal(size=(1, 6, 4))
+    cls_t = np.array([[1, 0, -1, 0, 1, -1]], np.float32)
+    box_t = rng.normal(size=(1, 6, 4))
+    box_m = (cls_t[..., None] > 0).repeat(4, -1).astype(np.float32)
+    cls, box = rpn_losses(mx.nd, *[mx.nd.array(a) for a in (scores, deltas, cls_t, box_t, box_m)],
+                          beta=1. / 9)
+    s = scores[0, :, 0]
+    bce = np.maximum(s, 0) - s * cls_t[0] + np.log1p(np.exp(-np.abs(s)))
+    sampled = cls_t[0] >= 0
+    assert cls.asscalar() == pytest.approx(bce[sampled].mean(), rel=1e-5)
+    d = np.abs(deltas - box_t)
+    smooth = np.where(d < 1. / 9, 0.5 * d ** 2 * 9, d - 0.5 / 9) * box_m
+    assert box.asscalar() == pytest.approx(smooth.sum() / sampled.sum(), rel=1e-5)
