@@ -67,7 +67,7 @@ def pyramid_roi_align(F, feats, rois, output_size, strides, sampling_ratio=2,
         out = F.contrib.ROIAlign(feat, F.concat(dummy, level_rois, dim=0), output_size,
                                  1. / stride, sample_ratio=sampling_ratio)  # (1 + R, C, h, w)
         out = F.slice_axis(out, axis=0, begin=1, end=None)  # (R, C, h, w)
-        pooled.append(F.where(on_level.reshape((-1,)), out, F.zeros_like(out)))
+        pooled.append(F.where(on_level.reshape((-1,)), out, F.zeros_like(out)))  # rows (R,)
     return F.ElementWiseSum(*pooled)
 
 

@@ -17,7 +17,8 @@ from .panoptic_writer import PanopticWriter
 from .visualize import panoptic_overlay
 
 __all__ = ['DATASETS', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
-           'evaluate_panoptic', 'add_model_args', 'load_model']
+           'evaluate_panoptic', 'add_model_args', 'load_model', 'add_fusion_args',
+           'fusion_kwargs']
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,33 @@ def get_dataset(args, split, transform=None):
         ensure_cityscapes(root, splits=(('train', args.synthetic_train), ('val', args.synthetic_val)),
                           height=height, width=width)
     return CityscapesPanoptic(root, split, transform=transform)
+
+
+#: fusion thresholds of the references (Cityscapes / COCO image sizes)
+FUSION_DEFAULTS = {'score_thresh': 0.5, 'overlap_thresh': 0.5, 'stuff_area': 4096}
+
+
+def add_fusion_args(parser):
+    """Panoptic fusion thresholds; unset ones come from the training run, else the references."""
+    parser.add_argument('--score-thresh', type=float, default=None,
+                        help='instance score threshold (default 0.5)')
+    parser.add_argument('--overlap-thresh', type=float, default=None,
+                        help='drop an instance when more than this fraction of it is already '
+                             'taken (default 0.5)')
+    parser.add_argument('--stuff-area', type=int, default=None,
+                        help='smallest stuff region kept, in pixels (default 4096, for '
+                             'Cityscapes/COCO image sizes: scale it with the image area)')
+
+
+def fusion_kwargs(args, saved=None):
+    """Keyword arguments of ``predict_panoptic`` from the flags, else ``saved`` run args, else the
+    reference defaults."""
+    value = {}
+    for key, default in FUSION_DEFAULTS.items():
+        value[key] = next(v for v in (getattr(args, key, None), (saved or {}).get(key), default)
+                          if v is not None)
+    return dict(score_threshold=value['score_thresh'], overlap_threshold=value['overlap_thresh'],
+                stuff_area_threshold=int(value['stuff_area']))
 
 
 def model_name(network, dataset):
@@ -145,12 +173,20 @@ def load_model(args, ctx):
     """The network named by ``--pretrained`` (zoo name or .params) with its weights, on ``ctx``.
 
     A ``.params`` file from ``train_panoptic_fpn.py`` has the run's ``args.json`` beside it; its
-    ``network``, ``dataset`` and ``model_kwargs`` are used where the command line does not set them.
+    ``network``, ``anchor_sizes`` and ``model_kwargs`` are used where the command line does not
+    set them.
+
+    Returns
+    -------
+    net : PanopticFPN
+    saved : dict
+        The training run's arguments (empty for a zoo model or a lone .params file).
     """
     from ..model_zoo import get_model, get_model_list
+    from ..nn.anchors import FPNAnchors
     if args.pretrained in get_model_list():
         return get_model(args.pretrained, pretrained=True, ctx=ctx,
-                         **json.loads(args.model_kwargs or '{}'))
+                         **json.loads(args.model_kwargs or '{}')), {}
     if not os.path.isfile(args.pretrained):
         raise FileNotFoundError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
                                 .format(args.pretrained, ', '.join(get_model_list())))
@@ -159,9 +195,12 @@ def load_model(args, ctx):
     if os.path.isfile(run_args):
         with open(run_args) as f:
             saved = json.load(f)
-        logger.info('architecture from %s: network %s, model_kwargs %s', run_args,
-                    saved.get('network'), saved.get('model_kwargs'))
+        logger.info('architecture from %s: network %s, anchor sizes %s, model_kwargs %s', run_args,
+                    saved.get('network'), saved.get('anchor_sizes'), saved.get('model_kwargs'))
     network = saved.get('network', args.network)
     kwargs = json.loads(args.model_kwargs or saved.get('model_kwargs') or '{}')
-    return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
-                     **kwargs)
+    if saved.get('anchor_sizes'):
+        kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
+    net = get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
+                    **kwargs)
+    return net, saved

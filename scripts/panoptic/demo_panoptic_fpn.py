@@ -13,7 +13,8 @@ import cv2
 import gluonpan
 from gluonpan.data.categories import id2rgb
 from gluonpan.data.io import read_image
-from gluonpan.utils.cli import DATASETS, add_model_args, load_model, parse_ctx
+from gluonpan.utils.cli import (DATASETS, add_fusion_args, add_model_args, fusion_kwargs,
+                                load_model, parse_ctx)
 from gluonpan.utils.logger import setup_logger
 from gluonpan.utils.visualize import panoptic_overlay
 
@@ -28,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument('--images', nargs='+', required=True, help='image files or folders')
     p.add_argument('--out-dir', default='demo_out')
     p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")
-    p.add_argument('--score-thresh', type=float, default=0.5)
+    add_fusion_args(p)
     return p.parse_args(argv)
 
 
@@ -49,13 +50,13 @@ def list_images(paths):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
-    net = load_model(args, parse_ctx(args.gpus)[:1])
+    net, saved = load_model(args, parse_ctx(args.gpus)[:1])
     net.hybridize(static_alloc=True)
     os.makedirs(args.out_dir, exist_ok=True)
     outputs = []
     for path in list_images(args.images):
         image = read_image(path, allow_gray=True)
-        pan_ids, segments = gluonpan.predict(net, image, score_threshold=args.score_thresh)
+        pan_ids, segments = gluonpan.predict(net, image, **fusion_kwargs(args, saved))
         stem = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0])
         cv2.imwrite(stem + '_panoptic.png', id2rgb(pan_ids)[..., ::-1])
         with open(stem + '_panoptic.json', 'w') as f:

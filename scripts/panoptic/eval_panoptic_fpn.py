@@ -15,8 +15,9 @@ import os
 import cv2
 
 from gluonpan.data import PanopticValTransform
-from gluonpan.utils.cli import (add_dataset_args, add_model_args, evaluate_panoptic, get_dataset,
-                                load_model, parse_ctx)
+from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, add_model_args,
+                                evaluate_panoptic, fusion_kwargs, get_dataset, load_model,
+                                parse_ctx)
 from gluonpan.utils.logger import setup_logger
 
 
@@ -29,9 +30,7 @@ def parse_args(argv=None):
     p.add_argument('--num-workers', '-j', type=int, default=2, help='image-reading processes')
     p.add_argument('--save-dir', default=None, help='default: beside --pretrained, eval_<split>/')
     p.add_argument('--overlays', type=int, default=8, help='overlay PNGs to write')
-    p.add_argument('--score-thresh', type=float, default=0.5)
-    p.add_argument('--overlap-thresh', type=float, default=0.5)
-    p.add_argument('--stuff-area', type=int, default=4096)
+    add_fusion_args(p)
     p.add_argument('--no-hybridize', action='store_true')
     args = p.parse_args(argv)
     if args.save_dir is None:
@@ -47,14 +46,12 @@ def main(argv=None):
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
     cv2.setNumThreads(1)
     ctx = parse_ctx(args.gpus)
-    net = load_model(args, ctx)
+    net, saved = load_model(args, ctx)
     if not args.no_hybridize:
         net.hybridize(static_alloc=True)
     dataset = get_dataset(args, args.split, PanopticValTransform())
     return evaluate_panoptic(net, dataset, ctx, out_dir=args.save_dir, overlays=args.overlays,
-                             num_workers=args.num_workers, score_threshold=args.score_thresh,
-                             overlap_threshold=args.overlap_thresh,
-                             stuff_area_threshold=args.stuff_area)
+                             num_workers=args.num_workers, **fusion_kwargs(args, saved))
 
 
 if __name__ == '__main__':

@@ -22,9 +22,10 @@ from mxnet import gluon
 from gluonpan.data import (EpochSampler, PanopticTrainTransform, PanopticValTransform,
                            train_batchify)
 from gluonpan.model_zoo import get_model
+from gluonpan.nn.anchors import FPNAnchors
 from gluonpan.utils.checkpoint import CheckpointManager
-from gluonpan.utils.cli import (add_dataset_args, evaluate_panoptic, get_dataset, model_name,
-                                parse_ctx)
+from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, evaluate_panoptic,
+                                fusion_kwargs, get_dataset, model_name, parse_ctx)
 from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
 from gluonpan.utils.engine import fit
 from gluonpan.utils.logger import setup_logger
@@ -56,6 +57,8 @@ def parse_args(argv=None):
                    help='backbone norm: frozen BN (with --pretrained-base) or trainable BN (scratch)')
     p.add_argument('--pretrained-base', action='store_true',
                    help='ImageNet backbone from the local model store ($MXNET_HOME/models)')
+    p.add_argument('--anchor-sizes', default='32,64,128,256,512', help='anchor size on P2..P6')
+    add_fusion_args(p)
     p.add_argument('--model-kwargs', default='{}',
                    help='JSON overrides of the recipe, e.g. \'{"fpn_channels": 128}\'')
     p.add_argument('--log-interval', type=int, default=10, help='iterations')
@@ -82,8 +85,9 @@ def build_net(args, ctx, per_device):
     norm = NORM_LAYERS[args.norm_layer]
     if norm is not None:
         kwargs['norm_layer'] = norm
+    anchors = FPNAnchors(sizes=tuple(int(v) for v in args.anchor_sizes.split(',')))
     net = get_model(args.model, pretrained_base=args.pretrained_base, ctx=ctx,
-                    per_device_batch_size=per_device, **kwargs)
+                    per_device_batch_size=per_device, anchors=anchors, **kwargs)
     if not args.no_hybridize:
         net.hybridize(static_alloc=True)
     return net
@@ -138,7 +142,8 @@ def main(argv=None):
             return
         last = epoch + 1 == args.epochs
         res = evaluate_panoptic(net, val_set, ctx, out_dir=os.path.join(args.save_dir, 'val')
-                                if last else None, overlays=args.val_overlays if last else 0)
+                                if last else None, overlays=args.val_overlays if last else 0,
+                                **fusion_kwargs(args))
         with open(history, 'a') as f:
             f.write(json.dumps({'epoch': epoch + 1, 'PQ': res['All']['pq'], 'SQ': res['All']['sq'],
                                 'RQ': res['All']['rq'], 'PQ_th': res['Things']['pq'],

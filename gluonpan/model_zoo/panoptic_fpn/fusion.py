@@ -56,8 +56,8 @@ def combine_instances_and_semantics(instance_masks, instance_scores, instance_cl
     """
     semantic_labels = np.asarray(semantic_labels)
     masks = np.asarray(instance_masks).astype(bool)
-    scores = np.asarray(instance_scores, dtype=np.float64).reshape(-1)
-    classes = np.asarray(instance_classes).astype(np.int64).reshape(-1)
+    scores = np.asarray(instance_scores, dtype=np.float64).reshape(-1)  # (K,)
+    classes = np.asarray(instance_classes).astype(np.int64).reshape(-1)  # (K,)
     if masks.ndim != 3 or masks.shape[1:] != semantic_labels.shape or \
             not len(masks) == len(scores) == len(classes):
         raise ValueError('instance masks {}, scores {}, classes {} do not fit semantic labels {}'
