@@ -28,7 +28,8 @@ import numpy as np
 from mxnet import autograd, gluon
 
 MODELS = ('panoptic_fpn_resnet50_v1b_citys', 'gluoncv', 'gluoncv_100dets')
-FROZEN = r'.*(conv0|layers1_|down1_|batchnorm).*'  # stem, res2 and every batch norm
+# ours: the stem, res2 and every batch norm of the backbone (gluoncv's train_patterns leave the same)
+FROZEN = r'resnetv1b_(conv0_|layers1_|down1_|.*batchnorm).*'
 
 
 def synthetic_batch(height, width, num_instances=8, num_semantic=12, seed=0):

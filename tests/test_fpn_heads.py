@@ -38,7 +38,8 @@ def test_group_norm_is_per_group_statistics_with_per_channel_affine():
     layer.beta.set_data(mx.nd.array(beta))
     groups = x.reshape(2, 4, -1)  # (B, G, C/G * H * W)
     ref = (groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-5)
-    ref = ref.reshape(x.shape) * gamma.reshape(1, -1, 1, 1) + beta.reshape(1, -1, 1, 1)
+    ref = ref.reshape(x.shape)  # (B, C, H, W)
+    ref = ref * gamma.reshape(1, -1, 1, 1) + beta.reshape(1, -1, 1, 1)  # affine (1, C, 1, 1)
     np.testing.assert_allclose(layer(mx.nd.array(x)).asnumpy(), ref, rtol=1e-4, atol=1e-4)
 
 

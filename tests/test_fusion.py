@@ -20,7 +20,7 @@ def box_mask(shape, y0, y1, x0, x1):
 
 
 def fuse(masks, scores, classes, semantic, **kwargs):
-    masks = np.asarray(masks, dtype=bool).reshape((-1,) + semantic.shape)
+    masks = np.asarray(masks, dtype=bool).reshape((-1,) + semantic.shape)  # (K, H, W)
     return combine_instances_and_semantics(masks, scores, classes, semantic, CATEGORIES, **kwargs)
 
 

@@ -44,7 +44,7 @@ def tiny_net(**kwargs):
 def make_image(net, boxes, classes, seed):
     """One training sample: rectangle masks, random semantic labels, RPN targets."""
     rng = np.random.RandomState(seed)
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)  # (M, 4)
     masks = np.zeros((len(boxes), H, W), np.uint8)
     for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
         if x2 >= 0:
@@ -55,8 +55,8 @@ def make_image(net, boxes, classes, seed):
         rpn = gen(mx.nd.array(boxes), mx.nd.array(net.anchors(H, W)), W, H)
     sem = rng.randint(0, net.sem_seg_head.num_classes, (H, W)).astype(np.float32)
     sem[:8] = 255
-    return [rng.normal(size=(3, H, W)), boxes, np.asarray(classes, np.float32).reshape(-1, 1),
-            masks, sem] + list(rpn)
+    classes = np.asarray(classes, np.float32).reshape(-1, 1)  # (M, 1)
+    return [rng.normal(size=(3, H, W)), boxes, classes, masks, sem] + list(rpn)
 
 
 def make_batch(net, images):
