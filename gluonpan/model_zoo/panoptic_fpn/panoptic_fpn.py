@@ -273,8 +273,8 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
                        rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000,
                        rpn_min_size=1, rcnn_num_sample=512, rcnn_pos_iou_thresh=0.5,
                        rcnn_pos_ratio=0.25, max_num_gt=300, test_score_thresh=0.05,
-                       test_nms_thresh=0.5, test_max_dets=100, sem_seg_channels=128,
-                       sem_seg_num_groups=32):
+                       test_nms_thresh=0.5, test_max_dets=100, box_fc_channels=1024,
+                       mask_channels=256, sem_seg_channels=128, sem_seg_num_groups=32):
     """Assemble a :class:`PanopticFPN`; the keyword defaults are the recipe (Mask R-CNN FPN 1x).
 
     Parameters
@@ -293,6 +293,7 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
         Upper bound of instances per training image.
     test_score_thresh, test_nms_thresh, test_max_dets : detection post-processing; the mask head
         runs on the ``test_max_dets`` best detections only.
+    box_fc_channels, mask_channels : box head FC width (1024) and mask head conv width (256).
     sem_seg_channels, sem_seg_num_groups : semantic tower width and GroupNorm groups.
     semantic_mode, loss_weights : see :class:`PanopticFPN`.
     """
@@ -311,8 +312,8 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
     if test_max_dets > num_things * rpn.test_post_nms:
         raise ValueError('test_max_dets={} exceeds classes x proposals = {}'
                          .format(test_max_dets, num_things * rpn.test_post_nms))
-    roi_heads = RoIHeads(num_things, fpn.strides[:4], fpn_channels,
-                         batch_size=per_device_batch_size, num_proposals=rpn.train_post_nms,
+    roi_heads = RoIHeads(num_things, fpn.strides[:4], fpn_channels, fc_channels=box_fc_channels,
+                         mask_channels=mask_channels, batch_size=per_device_batch_size, num_proposals=rpn.train_post_nms,
                          num_sample=rcnn_num_sample, pos_iou_thresh=rcnn_pos_iou_thresh,
                          pos_ratio=rcnn_pos_ratio, max_num_gt=max_num_gt,
                          score_thresh=test_score_thresh, nms_thresh=test_nms_thresh,
