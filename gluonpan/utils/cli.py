@@ -169,12 +169,15 @@ def add_model_args(parser):
                         help='JSON recipe overrides the weights were trained with')
 
 
-def load_model(args, ctx):
+def load_model(args, ctx, categories=None):
     """The network named by ``--pretrained`` (zoo name or .params) with its weights, on ``ctx``.
 
     A ``.params`` file from ``train_panoptic_fpn.py`` has the run's ``args.json`` beside it; its
     ``network``, ``anchor_sizes`` and ``model_kwargs`` are used where the command line does not
     set them.
+
+    ``categories`` (a ``PanopticCategories`` or a panoptic JSON path) is required for COCO models,
+    whose category ids come from the dataset.
 
     Returns
     -------
@@ -184,9 +187,10 @@ def load_model(args, ctx):
     """
     from ..model_zoo import get_model, get_model_list
     from ..nn.anchors import FPNAnchors
+    coco = {'categories': categories} if categories is not None else {}
     if args.pretrained in get_model_list():
         return get_model(args.pretrained, pretrained=True, ctx=ctx,
-                         **json.loads(args.model_kwargs or '{}')), {}
+                         **dict(json.loads(args.model_kwargs or '{}'), **coco)), {}
     if not os.path.isfile(args.pretrained):
         raise FileNotFoundError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
                                 .format(args.pretrained, ', '.join(get_model_list())))
@@ -202,5 +206,5 @@ def load_model(args, ctx):
     if saved.get('anchor_sizes'):
         kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
     net = get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
-                    **kwargs)
+                    **dict(kwargs, **coco))
     return net, saved

@@ -26,6 +26,8 @@ def parse_args(argv=None):
     add_model_args(p)
     p.add_argument('--dataset', choices=sorted(DATASETS), default='citys',
                    help='the category set the model was trained on')
+    p.add_argument('--categories-json', default=None,
+                   help='COCO models: a panoptic JSON of the dataset (its category ids)')
     p.add_argument('--images', nargs='+', required=True, help='image files or folders')
     p.add_argument('--out-dir', default='demo_out')
     p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")
@@ -50,7 +52,7 @@ def list_images(paths):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
-    net, saved = load_model(args, parse_ctx(args.gpus)[:1])
+    net, saved = load_model(args, parse_ctx(args.gpus)[:1], args.categories_json)
     net.hybridize(static_alloc=True)
     os.makedirs(args.out_dir, exist_ok=True)
     outputs = []

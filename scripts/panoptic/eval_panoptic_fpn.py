@@ -46,10 +46,10 @@ def main(argv=None):
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
     cv2.setNumThreads(1)
     ctx = parse_ctx(args.gpus)
-    net, saved = load_model(args, ctx)
+    dataset = get_dataset(args, args.split, PanopticValTransform())
+    net, saved = load_model(args, ctx, dataset.categories if args.dataset == 'coco' else None)
     if not args.no_hybridize:
         net.hybridize(static_alloc=True)
-    dataset = get_dataset(args, args.split, PanopticValTransform())
     return evaluate_panoptic(net, dataset, ctx, out_dir=args.save_dir, overlays=args.overlays,
                              num_workers=args.num_workers, **fusion_kwargs(args, saved))
 

@@ -97,8 +97,10 @@ def parse_args(argv=None):
     return args
 
 
-def build_net(args, ctx, per_device):
+def build_net(args, ctx, per_device, categories):
     kwargs = json.loads(args.model_kwargs)
+    if args.dataset == 'coco':
+        kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
     norm = NORM_LAYERS[args.norm_layer]
     if norm is not None:
         kwargs['norm_layer'] = norm
@@ -128,11 +130,11 @@ def main(argv=None):
         raise ValueError('--batch-size {} must be a multiple of the {} contexts'
                          .format(args.batch_size, len(ctx)))
     mx.random.seed(args.seed)
-    net = build_net(args, ctx, args.batch_size // len(ctx))
+    train_set = get_dataset(args, 'train')
+    net = build_net(args, ctx, args.batch_size // len(ctx), train_set.categories)
 
     crop = tuple(int(v) for v in args.crop_size.lower().split('x'))
     scales = tuple(float(v) for v in args.scale_range.split(','))
-    train_set = get_dataset(args, 'train')
     train_set.transform = PanopticTrainTransform(train_set.categories, net.anchors, crop, scales)
     val_set = get_dataset(args, 'val', PanopticValTransform()) if rank == 0 else None
     sampler = EpochSampler(len(train_set), shuffle=True, seed=args.seed, num_parts=num_workers,
