@@ -17,6 +17,11 @@ spread over 105..193; they are *not* COCO's real stuff ids)::
 
 Every image depends only on ``(seed, split, index, height, width)``; same parameters give
 byte-identical files.  Command: ``python -m gluonpan.data.synthetic --root data/synthetic_citys``.
+
+This module is the public API: scene generation, reading ground truth back from files, the
+Cityscapes and COCO writers, their stamps, ``ensure_*`` and the command line.  The scenes are
+drawn by :mod:`.synthetic_scenes` (drawing primitives, stuff layout, painting, :class:`Scene`)
+and :mod:`.synthetic_things` (thing shapes, placement and occlusion, ``build_layers``).
 """
 import argparse
 import contextlib
@@ -32,7 +37,8 @@ import numpy as np
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
 
 from .categories import id2rgb
-from .synthetic_scenes import TEXTURES, build_layers
+from .synthetic_scenes import Scene, _paint, _segment
+from .synthetic_things import build_layers
 
 __all__ = ['GENERATOR_VERSION', 'Scene', 'scene_rng', 'generate_scene', 'read_instance_ids',
            'segments_from_instance_ids', 'scene_for_image', 'generate_cityscapes', 'ensure_cityscapes',
@@ -57,100 +63,6 @@ def scene_rng(seed, split, index):
     """The random generator of one image; depends only on ``(seed, split, index)``."""
     key = [int(seed), zlib.crc32(str(split).encode('utf-8')), int(index)]
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))
-
-
-def _bbox(mask):
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    return [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
-
-
-def _segment(seg_id, label_id, mask):
-    label = id2label[int(label_id)]
-    return {'id': int(seg_id), 'category_id': int(label.id), 'isthing': int(label.hasInstances),
-            'iscrowd': int(label.hasInstances and seg_id < 1000), 'area': int(mask.sum()),
-            'bbox': _bbox(mask), 'mask': mask}
-
-
-class Scene(object):
-    """One generated image and its ground truth.
-
-    Attributes
-    ----------
-    image : np.ndarray
-        ``(H, W, 3)`` uint8 RGB.
-    label_ids : np.ndarray
-        ``(H, W)`` uint8 Cityscapes label ids (0..33).
-    instance_ids : np.ndarray
-        ``(H, W)`` uint16 as in ``*_instanceIds.png``: ``label_id * 1000 + k`` for thing instances,
-        ``label_id`` for stuff, crowd and void pixels.
-    """
-
-    def __init__(self, image, label_ids, instance_ids, layers):
-        self.image, self.label_ids, self.instance_ids = image, label_ids, instance_ids
-        self.layers = layers
-
-    def segments(self):
-        """The evaluated segments as drawn (void left out), by a reverse z-buffer over the layers,
-        independently of :attr:`instance_ids`.
-
-        Returns
-        -------
-        list of dict
-            Sorted by id: ``id`` (Cityscapes panoptic id), ``category_id`` (label id), ``isthing``,
-            ``iscrowd``, ``area``, ``bbox`` ``[x, y, w, h]`` (w = last column - x + 1), ``mask``
-            ``(H, W)`` bool.
-        """
-        covered = np.zeros(self.label_ids.shape, bool)
-        masks, label_of = {}, {}
-        for layer in reversed(self.layers):
-            if layer.shade is not None:
-                continue
-            drawn = layer.parts > 0
-            visible = drawn & ~covered[layer.window]
-            covered[layer.window] |= drawn
-            if name2label[layer.name].ignoreInEval or not visible.any():
-                continue
-            if layer.seg_id not in masks:
-                masks[layer.seg_id] = np.zeros(self.label_ids.shape, bool)
-                label_of[layer.seg_id] = name2label[layer.name].id
-            masks[layer.seg_id][layer.window] |= visible
-        return [_segment(s, label_of[s], masks[s]) for s in sorted(masks)]
-
-
-def _noise(rng, H, W, cell):
-    """Smooth noise ``(H, W)`` float32 with features of about ``cell`` pixels."""
-    small = rng.standard_normal((H // cell + 2, W // cell + 2)).astype(np.float32)
-    return cv2.resize(small, (W, H), interpolation=cv2.INTER_CUBIC)
-
-
-def _paint(layers, rng, H, W):
-    """Paint layers back to front with textures, rims, lighting and sensor noise."""
-    coarse, mid = _noise(rng, H, W, max(H // 10, 2)), _noise(rng, H, W, max(H // 80, 2))
-    fine = rng.standard_normal((H, W), dtype=np.float32)
-    img = np.zeros((H, W, 3), np.float32)
-    label_ids, instance_ids = np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint16)
-    rim, kernel = max(1, int(round(H / 256.))), np.ones((3, 3), np.uint8)
-    for layer in layers:
-        win, m = layer.window, layer.parts > 0
-        if layer.shade is not None:
-            img[win][m] *= layer.shade
-            continue
-        ca, ma, fa, vg = TEXTURES[layer.name]
-        tex = 1. + ca * coarse[win][m] + ma * mid[win][m] + fa * fine[win][m]  # (n,)
-        if vg:
-            tex += vg * (0.5 - np.nonzero(m)[0].astype(np.float32) / m.shape[0])  # lit from above
-        img[win][m] = layer.palette[layer.parts[m]] * tex[:, None]
-        label_ids[win][m] = name2label[layer.name].id
-        instance_ids[win][m] = layer.seg_id
-        if layer.outline:  # darker rim so that touching instances of one class can be told apart
-            inner = cv2.erode(m.view(np.uint8), kernel, iterations=rim).astype(bool)
-            img[win][m & ~inner] *= 0.45
-    gy = np.linspace(-0.5, 0.5, H, dtype=np.float32)[:, None]  # (H, 1)
-    gx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :]  # (1, W)
-    light = rng.uniform(0.75, 1.2) * (1. + rng.uniform(-0.3, 0.3) * gx + rng.uniform(-0.3, 0.3) * gy)
-    img *= light[..., None] * (1. + rng.normal(0., 0.04, 3)).astype(np.float32)  # (H, W, 3)
-    img += rng.uniform(2., 5.) * rng.standard_normal((H, W, 1), dtype=np.float32)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), label_ids, instance_ids
 
 
 def generate_scene(seed=0, split='train', index=0, height=256, width=512):
