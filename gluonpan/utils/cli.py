@@ -45,20 +45,38 @@ def add_dataset_args(parser):
     parser.add_argument('--dataset-root', default=None,
                         help='dataset root (default: ~/.mxnet/datasets/citys, ~/.mxnet/datasets/coco, '
                              'data/synthetic_citys)')
-    parser.add_argument('--synthetic-size', default='256x512', help='HxW of synthetic images')
-    parser.add_argument('--synthetic-train', type=int, default=64, help='synthetic train images')
-    parser.add_argument('--synthetic-val', type=int, default=16, help='synthetic val images')
+    parser.add_argument('--synthetic-size', default=None,
+                        help='HxW of synthetic images (default 256x512)')
+    parser.add_argument('--synthetic-train', type=int, default=None,
+                        help='synthetic train images (default 64)')
+    parser.add_argument('--synthetic-val', type=int, default=None,
+                        help='synthetic val images (default 16)')
+
+
+#: the synthetic dataset made when no --synthetic-* flag is given and none exists yet
+SYNTHETIC_DEFAULTS = {'synthetic_size': '256x512', 'synthetic_train': 64, 'synthetic_val': 16}
 
 
 def get_dataset(args, split, transform=None):
-    """The dataset named by the flags (the synthetic one is generated on first use)."""
+    """The dataset named by the flags.
+
+    The synthetic dataset is generated when absent, or (re)generated when ``--synthetic-*`` flags
+    ask for other parameters than it was made with; without such flags an existing one is used as
+    it is (so evaluating never rewrites the data a model was trained on).
+    """
     root = os.path.expanduser(args.dataset_root or DATASETS[args.dataset][1])
     if args.dataset == 'coco':
         return COCOPanoptic(root, split, transform=transform)
     if args.dataset == 'synthetic':
-        height, width = (int(v) for v in args.synthetic_size.lower().split('x'))
-        ensure_cityscapes(root, splits=(('train', args.synthetic_train), ('val', args.synthetic_val)),
-                          height=height, width=width)
+        given = {k: getattr(args, k, None) for k in SYNTHETIC_DEFAULTS}
+        made = os.path.isfile(os.path.join(root, 'gtFine', 'cityscapes_panoptic_{}.json'
+                                           .format(split)))
+        if not made or any(v is not None for v in given.values()):
+            opts = {k: v if v is not None else SYNTHETIC_DEFAULTS[k] for k, v in given.items()}
+            height, width = (int(v) for v in opts['synthetic_size'].lower().split('x'))
+            ensure_cityscapes(root, splits=(('train', opts['synthetic_train']),
+                                            ('val', opts['synthetic_val'])),
+                              height=height, width=width)
     return CityscapesPanoptic(root, split, transform=transform)
 
 

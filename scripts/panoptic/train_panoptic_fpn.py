@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import cv2
 from mxnet import gluon
@@ -30,7 +31,7 @@ from gluonpan.utils.checkpoint import CheckpointManager
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, evaluate_panoptic,
                                 fusion_kwargs, get_dataset, model_name, parse_ctx)
 from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
-from gluonpan.utils.engine import fit
+from gluonpan.utils.engine import NonFiniteLossError, fit
 from gluonpan.utils.logger import setup_logger
 from gluonpan.utils.lr_scheduler import WarmupStepLR, parse_epochs
 
@@ -186,4 +187,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except NonFiniteLossError:  # already logged with every named loss; the checkpoint is intact
+        sys.exit(1)
