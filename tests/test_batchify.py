@@ -79,3 +79,14 @@ def test_epoch_sampler_is_reproducible_resumable_and_shards():
     for p in parts:
         p.set_epoch(2)
     assert sorted(list(parts[0]) + list(parts[1])) == sorted(full)
+
+
+def test_epoch_sampler_parts_have_equal_length():
+    """Distributed workers must run the same number of steps."""
+    parts = [EpochSampler(10, seed=1, num_parts=3, part_index=p) for p in range(3)]
+    keys = []
+    for p in parts:
+        p.set_epoch(0)
+        assert len(p) == len(list(p)) == 3
+        keys += list(p)
+    assert len(set(k for k, _ in keys)) == 9

@@ -29,7 +29,9 @@ class EpochSampler(Sampler):
         Base seed.
     num_parts, part_index : int
         Shard for distributed training: part ``part_index`` of ``num_parts`` takes every
-        ``num_parts``-th key of the epoch's order, so the parts are disjoint and together cover it.
+        ``num_parts``-th key of the epoch's order.  The parts are disjoint and of equal length (the
+        last ``num_samples % num_parts`` keys of each epoch's order are left out), so every worker
+        runs the same number of steps.
     """
 
     def __init__(self, num_samples, shuffle=True, seed=0, num_parts=1, part_index=0):
@@ -55,10 +57,14 @@ class EpochSampler(Sampler):
         else:
             order = np.arange(self.num_samples)
         return [(int(order[p]), sample_seed(self.seed, self.epoch, p))
-                for p in range(self.part_index, self.num_samples, self.num_parts)]
+                for p in range(self.part_index, self._used(), self.num_parts)]
+
+    def _used(self):
+        """Keys of an epoch's order that are shared out: a multiple of ``num_parts``."""
+        return self.num_samples - self.num_samples % self.num_parts
 
     def __iter__(self):
         return iter(self.keys()[self.start:])
 
     def __len__(self):
-        return max(0, len(range(self.part_index, self.num_samples, self.num_parts)) - self.start)
+        return max(0, self._used() // self.num_parts - self.start)

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
 
-from .categories import id2rgb
+from .categories import OFFSET, id2rgb
 from .synthetic_scenes import Scene, _paint, _segment
 from .synthetic_things import build_layers
 
@@ -98,7 +98,7 @@ def segments_from_instance_ids(instance_ids):
     """
     segments = []
     for seg_id in np.unique(instance_ids):
-        label_id = seg_id // 1000 if seg_id >= 1000 else seg_id
+        label_id = seg_id // OFFSET if seg_id >= OFFSET else seg_id
         if label_id not in id2label:
             raise ValueError('instance id {} has unknown label id {}'.format(seg_id, label_id))
         if not id2label[int(label_id)].ignoreInEval:

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, name2label
 
+from .categories import OFFSET
+
 __all__ = ['Layer', 'Canvas', 'Scene', 'TEXTURES']
 
 # colour options per part (part 1, part 2, ...), RGB
@@ -288,7 +290,7 @@ def _bbox(mask):
 def _segment(seg_id, label_id, mask):
     label = id2label[int(label_id)]
     return {'id': int(seg_id), 'category_id': int(label.id), 'isthing': int(label.hasInstances),
-            'iscrowd': int(label.hasInstances and seg_id < 1000), 'area': int(mask.sum()),
+            'iscrowd': int(label.hasInstances and seg_id < OFFSET), 'area': int(mask.sum()),
             'bbox': _bbox(mask), 'mask': mask}
 
 

@@ -11,6 +11,7 @@ and :mod:`.synthetic`.
 import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 
+from .categories import OFFSET
 from .synthetic_scenes import Canvas, _background, _Builder, _ego, _sidewalk_x
 
 __all__ = ['THINGS', 'build_layers']
@@ -218,7 +219,7 @@ def _place_things(b, plans, ego, min_area, min_visible=0.25):
         accepted.append([y0, x0, new, area, area])
         placed.add(plan['key'])
         label = name2label[plan['name']].id
-        seg_id = label if plan.get('crowd') else label * 1000 + counters.get(label, 0)
+        seg_id = label if plan.get('crowd') else label * OFFSET + counters.get(label, 0)
         counters[label] = counters.get(label, 0) + (0 if plan.get('crowd') else 1)
         x_lo, x_hi, yb = plan['bbox'][0], plan['bbox'][2], plan['yb']
         shadow = Canvas(x_lo - 1, yb - 0.05 * b.H, x_hi + 1, yb + 0.05 * b.H)

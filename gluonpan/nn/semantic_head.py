@@ -41,8 +41,9 @@ class GroupNorm(nn.HybridBlock):
     def hybrid_forward(self, F, x, gamma, beta):
         """``x`` (B, C, H, W) -> (B, C, H, W)."""
         g = self._num_groups
-        x = F.GroupNorm(x, F.ones(shape=(g,)), F.zeros(shape=(g,)), num_groups=g,
-                        eps=self._epsilon)
+        # unit per-group affine, made from gamma so it lives on its context (GPU) imperatively too
+        unit = F.ones_like(F.slice_axis(gamma, axis=0, begin=0, end=g))  # (g,)
+        x = F.GroupNorm(x, unit, F.zeros_like(unit), num_groups=g, eps=self._epsilon)
         gamma = gamma.reshape((1, -1, 1, 1))  # (1, C, 1, 1)
         beta = beta.reshape((1, -1, 1, 1))  # (1, C, 1, 1)
         return F.broadcast_add(F.broadcast_mul(x, gamma), beta)

@@ -4,7 +4,6 @@ import json
 import logging
 import os
 
-import cv2
 import mxnet as mx
 from mxnet.gluon.data import DataLoader
 
@@ -13,11 +12,11 @@ from ..data.synthetic import ensure_cityscapes
 from ..model_zoo.panoptic_fpn import predict_panoptic
 from .engine import evaluate
 from .metrics import PanopticQuality, format_results
-from .panoptic_writer import PanopticWriter
+from .panoptic_writer import PanopticWriter, imwrite_rgb
 from .visualize import panoptic_overlay
 
 __all__ = ['DATASETS', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
-           'evaluate_panoptic', 'add_model_args', 'load_model', 'add_fusion_args',
+           'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
            'fusion_kwargs']
 
 logger = logging.getLogger(__name__)
@@ -40,8 +39,9 @@ def parse_ctx(gpus, cpu_contexts=1):
 
 def add_dataset_args(parser):
     """``--dataset``, ``--dataset-root`` and the synthetic-dataset size options."""
-    parser.add_argument('--dataset', choices=sorted(DATASETS), default='citys',
-                        help='citys, coco, or the built-in synthetic Cityscapes (generated if absent)')
+    parser.add_argument('--dataset', choices=sorted(DATASETS), default=None,
+                        help='citys (default), coco, or the built-in synthetic Cityscapes (generated '
+                             'if absent); eval takes the training run\'s by default')
     parser.add_argument('--dataset-root', default=None,
                         help='dataset root (default: ~/.mxnet/datasets/citys, ~/.mxnet/datasets/coco, '
                              'data/synthetic_citys)')
@@ -157,8 +157,8 @@ def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0
         if written[0] < overlays:
             written[0] += 1
             over = panoptic_overlay(sample['image'], pan_ids, segments_info, dataset.categories)
-            cv2.imwrite(os.path.join(out_dir, 'overlays', '{}.png'.format(sample['image_id'])),
-                        over[..., ::-1])
+            imwrite_rgb(os.path.join(out_dir, 'overlays', '{}.png'.format(sample['image_id'])),
+                        over)
 
     def predict(network, data):
         return predict_fn(network, data, **thresholds)
@@ -187,42 +187,40 @@ def add_model_args(parser):
                         help='JSON recipe overrides the weights were trained with')
 
 
-def load_model(args, ctx, categories=None):
+def run_args(pretrained):
+    """The ``args.json`` a training run wrote beside its ``.params`` files (``{}`` if none)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(pretrained)), 'args.json')
+    if not os.path.isfile(pretrained) or not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        saved = json.load(f)
+    logger.info('training run arguments from %s: network %s, dataset %s, anchor sizes %s, '
+                'model_kwargs %s', path, saved.get('network'), saved.get('dataset'),
+                saved.get('anchor_sizes'), saved.get('model_kwargs'))
+    return saved
+
+
+def load_model(args, ctx, saved=None, categories=None):
     """The network named by ``--pretrained`` (zoo name or .params) with its weights, on ``ctx``.
 
-    A ``.params`` file from ``train_panoptic_fpn.py`` has the run's ``args.json`` beside it; its
-    ``network``, ``anchor_sizes`` and ``model_kwargs`` are used where the command line does not
-    set them.
-
-    ``categories`` (a ``PanopticCategories`` or a panoptic JSON path) is required for COCO models,
-    whose category ids come from the dataset.
-
-    Returns
-    -------
-    net : PanopticFPN
-    saved : dict
-        The training run's arguments (empty for a zoo model or a lone .params file).
+    ``saved`` is the training run's :func:`run_args`; its ``network``, ``anchor_sizes`` and
+    ``model_kwargs`` are used where the command line does not set them.  ``categories`` (a
+    ``PanopticCategories`` or a panoptic JSON path) is required for COCO models, whose category ids
+    come from the dataset.
     """
     from ..model_zoo import get_model, get_model_list
     from ..nn.anchors import FPNAnchors
+    saved = saved or {}
     coco = {'categories': categories} if categories is not None else {}
     if args.pretrained in get_model_list():
         return get_model(args.pretrained, pretrained=True, ctx=ctx,
-                         **dict(json.loads(args.model_kwargs or '{}'), **coco)), {}
+                         **dict(json.loads(args.model_kwargs or '{}'), **coco))
     if not os.path.isfile(args.pretrained):
         raise FileNotFoundError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
                                 .format(args.pretrained, ', '.join(get_model_list())))
-    run_args = os.path.join(os.path.dirname(os.path.abspath(args.pretrained)), 'args.json')
-    saved = {}
-    if os.path.isfile(run_args):
-        with open(run_args) as f:
-            saved = json.load(f)
-        logger.info('architecture from %s: network %s, anchor sizes %s, model_kwargs %s', run_args,
-                    saved.get('network'), saved.get('anchor_sizes'), saved.get('model_kwargs'))
     network = saved.get('network', args.network)
     kwargs = json.loads(args.model_kwargs or saved.get('model_kwargs') or '{}')
     if saved.get('anchor_sizes'):
         kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
-    net = get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
-                    **dict(kwargs, **coco))
-    return net, saved
+    return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
+                     **dict(kwargs, **coco))

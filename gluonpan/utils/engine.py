@@ -295,15 +295,16 @@ def evaluate(net, loader, ctx, metric, predict_fn, output_fn=None, progress=None
         for sample in batch if isinstance(batch, (list, tuple)) else [batch]:
             image_id = sample['image_id']
             data = sample['data']
+            target = ctx_list[count % len(ctx_list)]
             if not isinstance(data, mx.nd.NDArray):
-                data = mx.nd.array(data, dtype='float32')
+                data = mx.nd.array(data, ctx=target, dtype='float32')  # one copy, to its context
             if data.ndim == 3:
                 data = data.expand_dims(0)  # (1, 3, H, W)
             gt = _to_numpy(sample['pan_ids'])
             if data.ndim != 4 or data.shape[:2] != (1, 3) or gt.shape != data.shape[2:]:
                 raise ValueError('image {}: expected data (3, H, W) and pan_ids (H, W), got {} '
                                  'and {}'.format(image_id, sample['data'].shape, gt.shape))
-            data = data.as_in_context(ctx_list[count % len(ctx_list)])
+            data = data.as_in_context(target)
             pan_ids, segments_info = predict_fn(net, data)
             metric.update(gt, sample['segments_info'], pan_ids, segments_info, image_id=image_id)
             if output_fn is not None:

@@ -8,10 +8,12 @@ import json
 import os
 
 import cv2
+import numpy as np
 
 from ..data.categories import id2rgb
+from .checkpoint import atomic_write
 
-__all__ = ['PanopticWriter', 'prediction_file_name']
+__all__ = ['PanopticWriter', 'prediction_file_name', 'json_value', 'imwrite_rgb']
 
 
 def prediction_file_name(image_id):
@@ -21,7 +23,13 @@ def prediction_file_name(image_id):
     return '{:012d}.png'.format(int(image_id))
 
 
-def _json_value(key, value):
+def imwrite_rgb(path, rgb):
+    """Write an ``(H, W, 3)`` uint8 RGB image; a failed write raises, naming the file."""
+    if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
+        raise IOError('could not write image {}'.format(path))
+
+
+def json_value(key, value):
     """numpy scalars -> JSON numbers (ids, areas and flags as int, scores as float)."""
     if value is None:
         return None
@@ -66,9 +74,8 @@ class PanopticWriter(object):
         """
         name = prediction_file_name(image_id)
         path = os.path.join(self.folder, name)
-        if not cv2.imwrite(path, id2rgb(pan_ids)[..., ::-1]):
-            raise IOError('could not write prediction PNG {}'.format(path))
-        segments = [{k: _json_value(k, v) for k, v in s.items()} for s in segments_info]
+        imwrite_rgb(path, id2rgb(pan_ids))
+        segments = [{k: json_value(k, v) for k, v in s.items()} for s in segments_info]
         self.annotations.append({'image_id': image_id, 'file_name': name,
                                  'segments_info': segments})
 
@@ -77,8 +84,9 @@ class PanopticWriter(object):
         data = {'annotations': self.annotations}
         if self.categories is not None:
             data['categories'] = self.categories.to_json()
-        tmp = self.json_file + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(data, f)
-        os.replace(tmp, self.json_file)
+
+        def write(tmp):
+            with open(tmp, 'w') as f:
+                json.dump(data, f)
+        atomic_write(self.json_file, write)
         return self.json_file

@@ -8,14 +8,13 @@ import json
 import logging
 import os
 
-import cv2
-
 import gluonpan
 from gluonpan.data.categories import id2rgb
 from gluonpan.data.io import read_image
 from gluonpan.utils.cli import (DATASETS, add_fusion_args, add_model_args, fusion_kwargs,
-                                load_model, parse_ctx)
+                                load_model, parse_ctx, run_args)
 from gluonpan.utils.logger import setup_logger
+from gluonpan.utils.panoptic_writer import imwrite_rgb, json_value
 from gluonpan.utils.visualize import panoptic_overlay
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -24,8 +23,9 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Panoptic FPN demo.')
     add_model_args(p)
-    p.add_argument('--dataset', choices=sorted(DATASETS), default='citys',
-                   help='the category set the model was trained on')
+    p.add_argument('--dataset', choices=sorted(DATASETS), default=None,
+                   help="the category set the model was trained on (default: the training run's, "
+                        "else citys)")
     p.add_argument('--categories-json', default=None,
                    help='COCO models: a panoptic JSON of the dataset (its category ids)')
     p.add_argument('--images', nargs='+', required=True, help='image files or folders')
@@ -52,7 +52,9 @@ def list_images(paths):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
-    net, saved = load_model(args, parse_ctx(args.gpus)[:1], args.categories_json)
+    saved = run_args(args.pretrained)
+    args.dataset = args.dataset or saved.get('dataset') or 'citys'
+    net = load_model(args, parse_ctx(args.gpus)[:1], saved, args.categories_json)
     net.hybridize(static_alloc=True)
     os.makedirs(args.out_dir, exist_ok=True)
     outputs = []
@@ -60,12 +62,12 @@ def main(argv=None):
         image = read_image(path, allow_gray=True)
         pan_ids, segments = gluonpan.predict(net, image, **fusion_kwargs(args, saved))
         stem = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0])
-        cv2.imwrite(stem + '_panoptic.png', id2rgb(pan_ids)[..., ::-1])
+        imwrite_rgb(stem + '_panoptic.png', id2rgb(pan_ids))
         with open(stem + '_panoptic.json', 'w') as f:
-            json.dump({'file_name': os.path.basename(path), 'segments_info': segments}, f,
-                      default=lambda v: v.item() if hasattr(v, 'item') else str(v))
-        overlay = panoptic_overlay(image, pan_ids, segments, net.categories)
-        cv2.imwrite(stem + '_overlay.png', overlay[..., ::-1])
+            json.dump({'file_name': os.path.basename(path),
+                       'segments_info': [{k: json_value(k, v) for k, v in s.items()}
+                                         for s in segments]}, f)
+        imwrite_rgb(stem + '_overlay.png', panoptic_overlay(image, pan_ids, segments, net.categories))
         names = [net.categories.by_id[s['category_id']]['name'] for s in segments if s['isthing']]
         logging.info('%s: %d segments (%d instances: %s) -> %s_overlay.png', path, len(segments),
                      len(names), ', '.join(names) or 'none', stem)

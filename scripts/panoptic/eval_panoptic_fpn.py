@@ -17,7 +17,7 @@ import cv2
 from gluonpan.data import PanopticValTransform
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, add_model_args,
                                 evaluate_panoptic, fusion_kwargs, get_dataset, load_model,
-                                parse_ctx)
+                                parse_ctx, run_args)
 from gluonpan.utils.logger import setup_logger
 
 
@@ -46,8 +46,12 @@ def main(argv=None):
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
     cv2.setNumThreads(1)
     ctx = parse_ctx(args.gpus)
+    saved = run_args(args.pretrained)
+    args.dataset = args.dataset or saved.get('dataset') or 'citys'
+    if args.dataset_root is None and args.dataset == saved.get('dataset'):
+        args.dataset_root = saved.get('dataset_root')
     dataset = get_dataset(args, args.split, PanopticValTransform())
-    net, saved = load_model(args, ctx, dataset.categories if args.dataset == 'coco' else None)
+    net = load_model(args, ctx, saved, dataset.categories if args.dataset == 'coco' else None)
     if not args.no_hybridize:
         net.hybridize(static_alloc=True)
     return evaluate_panoptic(net, dataset, ctx, out_dir=args.save_dir, overlays=args.overlays,

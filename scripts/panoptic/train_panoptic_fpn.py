@@ -93,6 +93,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seed < 0:
         p.error('--seed must be >= 0')
+    args.dataset = args.dataset or 'citys'
     args.model = model_name(args.network, args.dataset)
     args.save_dir = args.save_dir or os.path.join('runs', args.model)
     return args
@@ -131,7 +132,11 @@ def main(argv=None):
         raise ValueError('--batch-size {} must be a multiple of the {} contexts'
                          .format(args.batch_size, len(ctx)))
     mx.random.seed(args.seed)
+    if rank > 0:
+        kvstore._barrier()  # rank 0 prepares the data first (the synthetic set is generated once)
     train_set = get_dataset(args, 'train')
+    if rank == 0 and num_workers > 1:
+        kvstore._barrier()
     net = build_net(args, ctx, args.batch_size // len(ctx), train_set.categories)
 
     crop = tuple(int(v) for v in args.crop_size.lower().split('x'))
@@ -157,6 +162,7 @@ def main(argv=None):
     ckpt = CheckpointManager(args.save_dir, args.model, net, trainer, schedule, args.seed,
                              vars(args), ctx=ctx, enabled=rank == 0)
     record = ckpt.load() if args.resume else None
+    sampler.seed = ckpt.seed  # a resumed run keeps its saved seed for the data order too
     start = (record['epoch'], record['iteration']) if record else (0, 0)
     history = os.path.join(args.save_dir, 'val_history.jsonl')
 
