@@ -169,3 +169,25 @@ def test_killed_training_resumes_to_the_same_weights(synthetic_citys, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key].asnumpy(), b[key].asnumpy(), err_msg=key)
+
+
+@pytest.mark.parametrize('flag,value', [('--crop-size', '512xabc'), ('--scale-range', '0.5'),
+                                        ('--anchor-sizes', '32,64'), ('--model-kwargs', '{bad')])
+def test_bad_train_flags_are_named(flag, value, capsys):
+    with pytest.raises(SystemExit):
+        _script('train_panoptic_fpn').parse_args([flag, value])
+    err = capsys.readouterr().err
+    assert flag in err and value in err
+
+
+def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
+    train = _script('train_panoptic_fpn')
+    cfg = tmp_path / 'c.json'
+    cfg.write_text(json.dumps({'lr': 0.5, 'model_kwargs': {'fpn_channels': 64}}))
+    args = train.parse_args(['--config', str(cfg), '--epochs', '3'])
+    assert args.lr == 0.5 and args.epochs == 3 and json.loads(args.model_kwargs) == {'fpn_channels': 64}
+    assert train.parse_args(['--config', str(cfg), '--lr', '0.1']).lr == 0.1
+    cfg.write_text(json.dumps({'learning_rate': 0.5}))
+    with pytest.raises(SystemExit):
+        train.parse_args(['--config', str(cfg)])
+    assert 'learning_rate' in capsys.readouterr().err

@@ -45,6 +45,7 @@ def check_dataset(dataset):
 
 
 def main(argv=None):
+    """Check the given splits and log their per-class counts."""
     parser = argparse.ArgumentParser(description='Check a prepared panoptic dataset.')
     parser.add_argument('--dataset', choices=sorted(DATASETS), default='citys')
     parser.add_argument('--root', required=True, help='dataset root')

@@ -177,7 +177,7 @@ def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0
 
 
 def add_model_args(parser):
-    """``--network``, ``--pretrained``, ``--norm-layer`` and ``--model-kwargs`` of eval / demo."""
+    """``--network``, ``--pretrained`` and ``--model-kwargs`` of eval / demo."""
     parser.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
     parser.add_argument('--pretrained', required=True,
                         help='a .params file (a training run\'s args.json beside it supplies '

@@ -21,6 +21,7 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
 def parse_args(argv=None):
+    """Command-line arguments of the demo."""
     p = argparse.ArgumentParser(description='Panoptic FPN demo.')
     add_model_args(p)
     p.add_argument('--dataset', choices=sorted(DATASETS), default=None,
@@ -50,6 +51,7 @@ def list_images(paths):
 
 
 def main(argv=None):
+    """Segment every image; returns the output path stems."""
     args = parse_args(argv)
     setup_logger()
     saved = run_args(args.pretrained)

@@ -22,6 +22,7 @@ from gluonpan.utils.logger import setup_logger
 
 
 def parse_args(argv=None):
+    """Command-line arguments of the evaluation."""
     p = argparse.ArgumentParser(description='Evaluate Panoptic FPN.')
     add_model_args(p)
     add_dataset_args(p)
@@ -41,6 +42,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """Predict the split, write official-format files and overlays; returns the PQ results."""
     args = parse_args(argv)
     setup_logger(os.path.join(args.save_dir, 'eval.log'))
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))

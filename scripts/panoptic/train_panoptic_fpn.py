@@ -40,7 +40,20 @@ NORM_LAYERS = {'frozen': None, 'bn': gluon.nn.BatchNorm}
 FROZEN_WITH_PRETRAINED_BASE = r'resnetv1b_(conv0_|layers1_|down1_|.*batchnorm).*'
 
 
+def _numbers(parser, flag, text, sep, kind, count=None):
+    """``'512x1024'`` -> ``(512, 1024)``; a bad value is a usage error naming the flag."""
+    try:
+        values = tuple(kind(v) for v in str(text).lower().split(sep))
+    except ValueError:
+        values = ()
+    if not values or (count and len(values) != count):
+        parser.error('{} expects {} {}-separated numbers, got {!r}'.format(
+            flag, count or 'some', sep, text))
+    return values
+
+
 def parse_args(argv=None):
+    """Command line (with ``--config`` defaults) -> checked arguments."""
     p = argparse.ArgumentParser(description='Train Panoptic FPN.')
     p.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
     add_dataset_args(p)
@@ -93,6 +106,13 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seed < 0:
         p.error('--seed must be >= 0')
+    args.crop = _numbers(p, '--crop-size', args.crop_size, 'x', int, 2)
+    args.scales = _numbers(p, '--scale-range', args.scale_range, ',', float, 2)
+    args.anchors = _numbers(p, '--anchor-sizes', args.anchor_sizes, ',', int, 5)
+    try:
+        json.loads(args.model_kwargs)
+    except ValueError as err:
+        p.error('--model-kwargs is not valid JSON ({}): {!r}'.format(err, args.model_kwargs))
     args.dataset = args.dataset or 'citys'
     args.model = model_name(args.network, args.dataset)
     args.save_dir = args.save_dir or os.path.join('runs', args.model)
@@ -100,13 +120,14 @@ def parse_args(argv=None):
 
 
 def build_net(args, ctx, per_device, categories):
+    """The zoo model of ``--network``/``--dataset`` with the recipe overrides, hybridized."""
     kwargs = json.loads(args.model_kwargs)
     if args.dataset == 'coco':
         kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
     norm = NORM_LAYERS[args.norm_layer]
     if norm is not None:
         kwargs['norm_layer'] = norm
-    anchors = FPNAnchors(sizes=tuple(int(v) for v in args.anchor_sizes.split(',')))
+    anchors = FPNAnchors(sizes=args.anchors)
     net = get_model(args.model, pretrained_base=args.pretrained_base, ctx=ctx,
                     per_device_batch_size=per_device, anchors=anchors, **kwargs)
     if args.pretrained_base and norm is None:
@@ -118,6 +139,7 @@ def build_net(args, ctx, per_device, categories):
 
 
 def main(argv=None):
+    """Train (or resume), validate every ``--val-interval`` epochs; returns the network."""
     args = parse_args(argv)
     kvstore, rank, num_workers = create_kvstore(args.kv_store)
     setup_logger(os.path.join(args.save_dir, 'train.log'), rank=rank if num_workers > 1 else None)
@@ -139,9 +161,8 @@ def main(argv=None):
         kvstore._barrier()
     net = build_net(args, ctx, args.batch_size // len(ctx), train_set.categories)
 
-    crop = tuple(int(v) for v in args.crop_size.lower().split('x'))
-    scales = tuple(float(v) for v in args.scale_range.split(','))
-    train_set.transform = PanopticTrainTransform(train_set.categories, net.anchors, crop, scales)
+    train_set.transform = PanopticTrainTransform(train_set.categories, net.anchors, args.crop,
+                                                 args.scales)
     val_set = get_dataset(args, 'val', PanopticValTransform()) if rank == 0 else None
     sampler = EpochSampler(len(train_set), shuffle=True, seed=args.seed, num_parts=num_workers,
                            part_index=rank)
@@ -151,6 +172,7 @@ def main(argv=None):
                          .format(len(sampler), args.batch_size))
 
     def make_loader(epoch, start_batch):
+        """The batches of ``epoch`` from ``start_batch`` on (the engine's resume contract)."""
         sampler.set_epoch(epoch, start_batch, args.batch_size)
         return gluon.data.DataLoader(
             train_set, batch_sampler=gluon.data.BatchSampler(sampler, args.batch_size, 'discard'),
@@ -167,8 +189,8 @@ def main(argv=None):
     history = os.path.join(args.save_dir, 'val_history.jsonl')
 
     def validate(epoch):
-        if rank != 0:
-            return
+        """PQ on the val split (files and overlays after the last epoch); one line per call in
+        val_history.jsonl."""
         last = epoch + 1 == args.epochs
         res = evaluate_panoptic(net, val_set, ctx, out_dir=os.path.join(args.save_dir, 'val')
                                 if last else None, overlays=args.val_overlays if last else 0,
