@@ -95,6 +95,7 @@ class PanopticCategories(object):
         self.thing_id_to_contiguous = {cid: i for i, cid in enumerate(self.thing_ids)}
         self.stuff_id_to_contiguous = {cid: i for i, cid in enumerate(self.stuff_ids)}
         self.all_id_to_contiguous = {int(c['id']): i for i, c in enumerate(cats)}
+        self._luts = {}  # semantic mode -> read-only lookup table (built once, used per sample)
 
     @property
     def num_things(self):
@@ -135,9 +136,11 @@ class PanopticCategories(object):
         Returns
         -------
         np.ndarray
-            ``(max_id + 1,)`` uint8.
+            ``(max_id + 1,)`` uint8, read-only (built once per mode).
         """
         self._check_mode(mode)
+        if mode in self._luts:
+            return self._luts[mode]
         lut = np.full(max(self.by_id) + 1, IGNORE_LABEL, dtype=np.uint8)
         for cid in self.by_id:
             if mode == 'all':
@@ -146,6 +149,8 @@ class PanopticCategories(object):
                 lut[cid] = self.stuff_id_to_contiguous[cid]
             else:
                 lut[cid] = self.num_stuff
+        lut.setflags(write=False)
+        self._luts[mode] = lut
         return lut
 
     def color(self, category_id):
