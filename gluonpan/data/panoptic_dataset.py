@@ -1,4 +1,5 @@
 """The dataset base shared by Cityscapes and COCO panoptic: records in, training samples out."""
+import json
 import os
 
 import numpy as np
@@ -7,7 +8,7 @@ from mxnet.gluon.data import Dataset
 from .io import read_image, read_panoptic_ids
 from .targets import panoptic_targets, segment_index
 
-__all__ = ['PanopticDataset', 'check_files']
+__all__ = ['PanopticDataset', 'check_files', 'load_panoptic_records']
 
 
 class PanopticDataset(Dataset):
@@ -79,15 +80,6 @@ class PanopticDataset(Dataset):
         """Image ids in dataset order."""
         return [r['image_id'] for r in self.records]
 
-    @staticmethod
-    def _index_annotations(data, json_path):
-        """image_id -> annotation of a panoptic JSON, with a clear error for missing images."""
-        anns = {a['image_id']: a for a in data.get('annotations', [])}
-        missing = [im['id'] for im in data.get('images', []) if im['id'] not in anns]
-        if missing:
-            raise ValueError('{}: no annotation for image id(s) {}'.format(json_path, missing[:10]))
-        return anns
-
     def __repr__(self):
         return '{}({} images, {} categories)'.format(type(self).__name__, len(self),
                                                       len(self.categories.categories))
@@ -100,3 +92,45 @@ def check_files(paths, hint):
         raise FileNotFoundError('{} missing file(s), e.g. {}{}'.format(
             len(missing), missing[:3], hint))
 
+
+
+def load_panoptic_json(json_path, hint):
+    """Read a panoptic JSON; a missing file raises with ``hint`` (how to make it)."""
+    if not os.path.isfile(json_path):
+        raise FileNotFoundError('missing panoptic JSON {}{}'.format(json_path, hint))
+    with open(json_path) as f:
+        return json.load(f)
+
+
+def load_panoptic_records(data, json_path, pan_dir, image_path, image_hint, pan_hint):
+    """One record per image of a panoptic JSON, sorted by image id, files checked.
+
+    Parameters
+    ----------
+    data : dict
+        The panoptic JSON (``images``, ``annotations``).
+    json_path, pan_dir : str
+        Where the JSON and its PNG folder are (for paths and messages).
+    image_path : callable
+        ``image_path(image_entry) -> path`` of the dataset's image file.
+    image_hint, pan_hint : str
+        Appended to the error listing missing images / PNGs (where they go, how to make them).
+
+    Returns
+    -------
+    list of dict
+        ``image_id``, ``image_path``, ``pan_path``, ``file_name``, ``segments_info``.
+    """
+    anns = {a['image_id']: a for a in data.get('annotations', [])}
+    missing = [im['id'] for im in data.get('images', []) if im['id'] not in anns]
+    if missing:
+        raise ValueError('{}: no annotation for image id(s) {}'.format(json_path, missing[:10]))
+    records = []
+    for im in sorted(data['images'], key=lambda im: im['id']):
+        ann = anns[im['id']]
+        records.append({'image_id': im['id'], 'image_path': image_path(im),
+                        'pan_path': os.path.join(pan_dir, ann['file_name']),
+                        'file_name': ann['file_name'], 'segments_info': ann['segments_info']})
+    check_files([r['image_path'] for r in records], image_hint)
+    check_files([r['pan_path'] for r in records], pan_hint)
+    return records
