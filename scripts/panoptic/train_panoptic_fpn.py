@@ -27,7 +27,7 @@ from gluonpan.data import (EpochSampler, PanopticTrainTransform, PanopticValTran
                            train_batchify)
 from gluonpan.model_zoo import get_model
 from gluonpan.nn.anchors import FPNAnchors
-from gluonpan.utils.checkpoint import CheckpointManager
+from gluonpan.utils.checkpoint import CheckpointManager, atomic_write
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, evaluate_panoptic,
                                 fusion_kwargs, get_dataset, model_name, parse_ctx)
 from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
@@ -150,9 +150,9 @@ def main(argv=None):
             json.dump(vars(args), f, indent=1, sort_keys=True)
     cv2.setNumThreads(1)
     ctx = parse_ctx(args.gpus, args.cpu_contexts)
-    if args.batch_size % len(ctx):
-        raise ValueError('--batch-size {} must be a multiple of the {} contexts'
-                         .format(args.batch_size, len(ctx)))
+    if args.batch_size < 1 or args.batch_size % len(ctx):
+        raise ValueError('--batch-size {} must be a positive multiple of the {} contexts {}'
+                         .format(args.batch_size, len(ctx), ctx))
     mx.random.seed(args.seed)
     if rank > 0:
         kvstore._barrier()  # rank 0 prepares the data first (the synthetic set is generated once)
@@ -209,7 +209,7 @@ def main(argv=None):
         log_interval=args.log_interval, ckpt_interval=args.ckpt_interval)
     if rank == 0:
         final = os.path.join(args.save_dir, '{}-final.params'.format(args.model))
-        net.save_parameters(final)
+        atomic_write(final, net.save_parameters)
         logging.info('final weights: %s', final)
     return net
 
