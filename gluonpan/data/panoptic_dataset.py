@@ -39,6 +39,10 @@ class PanopticDataset(Dataset):
         self.sem_mode = sem_mode
         self.allow_gray = allow_gray
         categories.num_semantic_classes(sem_mode)  # validates the mode
+        for rec in records:  # once here, from the JSON, instead of for every loaded sample
+            for seg in rec['segments_info']:
+                categories.check_category(seg['category_id'],
+                                          '{} segment {}'.format(rec['pan_path'], seg['id']))
 
     def __len__(self):
         return len(self.records)
@@ -60,9 +64,6 @@ class PanopticDataset(Dataset):
                 rec['image_path'], image.shape[0], image.shape[1], rec['pan_path'], *pan_ids.shape))
         where = rec['pan_path']
         seg_index = segment_index(pan_ids, rec['segments_info'], where)
-        for seg in rec['segments_info']:
-            self.categories.check_category(seg['category_id'],
-                                           '{} segment {}'.format(where, seg['id']))
         return {'image': image, 'pan_ids': pan_ids, 'seg_index': seg_index,
                 'segments_info': rec['segments_info'], 'image_id': rec['image_id'],
                 'file_name': rec['file_name']}
