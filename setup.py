@@ -9,7 +9,8 @@ the CPU wheel too)::
 from setuptools import find_packages, setup
 
 # Known-good pins: mxnet 1.9.1 uses np.bool (gone in numpy 1.24); opencv-python 4.12+ needs numpy 2;
-# unpinned scipy/pandas make pip backtrack for minutes.
+# unpinned scipy/pandas make pip backtrack for minutes.  numba + zlib-ng decode panoptic PNGs
+# (gluonpan/data/png.py); numba 0.61+ needs numpy >= 1.24.
 INSTALL_REQUIRES = [
     'numpy==1.23.5',
     'opencv-python==4.11.0.86',
@@ -20,6 +21,8 @@ INSTALL_REQUIRES = [
     'tqdm',
     'scipy==1.15.3',
     'pandas==2.3.3',
+    'numba==0.58.1',
+    'zlib-ng==1.1.0',
 ]
 
 EXTRAS = {

@@ -6,7 +6,8 @@ image ids, ``*_gtFine_panoptic.png`` + JSON as ``createPanopticImgs`` writes the
 prediction set (shifted, eroded, dilated, missed, merged, split, relabelled and false-positive
 segments).  Then times, in the same run and with the same number of processes/threads:
 
-* ``decode only``: OpenCV decoding the two panoptic PNGs of every image, nothing else (the floor);
+* ``decode only``: gluonpan's ``read_panoptic_ids`` decoding the two panoptic PNGs of every image,
+  nothing else (the floor); ``decode OpenCV``: the same with ``cv2.imread``, for comparison;
 * ``metric only``: ``PanopticQuality.update`` on id maps decoded beforehand, one process (the cost
   above the floor, and what an eval script feeding predictions in memory pays);
 * ``gluonpan``: :func:`gluonpan.utils.metrics.evaluate_panoptic_files` with ``--workers``;
@@ -256,14 +257,18 @@ def _coco_id_copies(paths):
     return out
 
 
-def _decode_pairs(pairs):
+def _read_opencv(path):
+    return cv2.imread(path, cv2.IMREAD_UNCHANGED)
+
+
+def _decode_pairs(args):
+    reader, pairs = args
     retain_freed_memory()
     for gt_png, pred_png in pairs:
-        cv2.imread(gt_png, cv2.IMREAD_UNCHANGED), cv2.imread(pred_png, cv2.IMREAD_UNCHANGED)
+        reader(gt_png), reader(pred_png)
 
 
-def run_decode(paths, workers):
-    """The floor: decode both PNGs of every image (OpenCV, as gluonpan does), nothing else."""
+def _run_decode(paths, workers, reader):
     with open(paths['gt_json']) as f:
         gt_anns = json.load(f)['annotations']
     with open(paths['pred_json']) as f:
@@ -271,9 +276,19 @@ def run_decode(paths, workers):
     pairs = [(os.path.join(paths['gt_folder'], a['file_name']),
               os.path.join(paths['pred_folder'], pred_files[a['image_id']])) for a in gt_anns]
     if workers == 1:
-        return _decode_pairs(pairs)
+        return _decode_pairs((reader, pairs))
     with multiprocessing.Pool(workers) as pool:
-        pool.map(_decode_pairs, [pairs[i::workers] for i in range(workers)])
+        pool.map(_decode_pairs, [(reader, pairs[i::workers]) for i in range(workers)])
+
+
+def run_decode(paths, workers):
+    """The floor: decode both PNGs of every image as gluonpan does, nothing else."""
+    return _run_decode(paths, workers, read_panoptic_ids)
+
+
+def run_decode_opencv(paths, workers):
+    """Decoding both PNGs with OpenCV instead (``cv2.imread``), for comparison."""
+    return _run_decode(paths, workers, _read_opencv)
 
 
 def run_metric_only(paths, workers):
@@ -369,8 +384,10 @@ def main():
     logging.getLogger().handlers[0].addFilter(lambda r: not r.getMessage().startswith('evaluating'))
     cv2.setNumThreads(1)
     paths = write_dataset(args.root, args.num_images)
-    tools = [('decode only', run_decode), ('metric only', run_metric_only),
-             ('gluonpan', run_gluonpan)]
+    first = sorted(f for f in os.listdir(paths['gt_folder']) if f.endswith('.png'))[0]
+    read_panoptic_ids(os.path.join(paths['gt_folder'], first))  # numba's compile/cache load, once
+    tools = [('decode only', run_decode), ('decode OpenCV', run_decode_opencv),
+             ('metric only', run_metric_only), ('gluonpan', run_gluonpan)]
     if not args.skip_cityscapesscripts:
         tools.append(('cityscapesscripts', run_cityscapesscripts))
     tools.append(('hotcoco', run_hotcoco))
@@ -394,12 +411,12 @@ def main():
     g_ms = best['gluonpan'] / args.num_images * 1e3
     for name, _ in tools:
         ms = best[name] / args.num_images * 1e3
-        if name in ('decode only', 'metric only'):
+        if name in ('decode only', 'decode OpenCV', 'metric only'):
             note = '{:4.0f}% of gluonpan\'s time{}'.format(
                 100 * ms / g_ms, ' (1 process)' if name == 'metric only' else '')
         else:
             note = 'its time / gluonpan\'s = {:5.2f}'.format(ms / g_ms)
-        if name not in ('decode only', 'gluonpan'):
+        if name not in ('decode only', 'decode OpenCV', 'gluonpan'):
             note += ', same numbers (max |diff| {:.1e})'.format(
                 _check_same(name, results['gluonpan'], results[name]))
         logging.info('%-18s %7.1f ms/image  %s', name, ms, note)

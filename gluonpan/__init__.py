@@ -1,5 +1,11 @@
-"""gluonpan: panoptic segmentation for MXNet Gluon."""
-__version__ = '0.1.0'
+"""gluonpan: panoptic segmentation for MXNet Gluon.
 
-from . import data, model_zoo, nn, utils  # noqa: F401
-from .api import predict  # noqa: F401
+Subpackages and ``gluonpan.predict`` are imported on first use (see ``gluonpan/_lazy.py``).
+"""
+from ._lazy import lazy_attributes
+
+__version__ = '0.1.0'
+__all__ = ['data', 'model_zoo', 'nn', 'utils', 'predict']
+
+__getattr__, __dir__ = lazy_attributes(__name__, {'predict': 'api'},
+                                       submodules=('data', 'model_zoo', 'nn', 'utils'))

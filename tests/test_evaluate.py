@@ -3,6 +3,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -168,3 +170,11 @@ def test_cli_prints_tables_and_writes_json(coco_set, tmp_path, caplog):
     with pytest.raises(SystemExit):
         main(['--gt-json', s['gt_json'], '--pred-json', s['pred_json']])
     assert 'no prediction for the image with id: 0' in caplog.text
+
+
+def test_evaluation_does_not_import_mxnet():
+    """The evaluator CLI and the metric workers start without MXNet (import time, fork cost)."""
+    code = ('import sys, gluonpan.evaluate, gluonpan.utils.metrics, gluonpan.data.io; '
+            'assert "mxnet" not in sys.modules, "mxnet imported"; '
+            'import gluonpan; gluonpan.data.CityscapesPanoptic; assert "mxnet" in sys.modules')
+    subprocess.run([sys.executable, '-c', code], check=True)

@@ -220,6 +220,23 @@ def test_iou_exactly_half_is_not_a_match():
     assert per[PERSON]['tp'] == 1 and per[PERSON]['sq'] == pytest.approx(100 / 199, abs=1e-15)
 
 
+def test_id_map_dtypes_and_empty_maps(cityscapes_set):
+    """Any integer dtypes (mixed too) give the same numbers; an empty map is an error naming it."""
+    s = cityscapes_set
+    (gt, pred), gt_ann, pred_ann = s['pairs'][0], s['gt_anns'][0], s['pred_anns'][0]
+    results = []
+    for gt_type, pred_type in [(np.int64, np.int64), (np.uint32, np.int32), (np.int32, np.uint64)]:
+        metric = PanopticQuality(cityscapes_categories())
+        metric.update(gt.astype(gt_type), gt_ann['segments_info'], pred.astype(pred_type),
+                      pred_ann['segments_info'])
+        results.append(metric.results())
+    for other in results[1:]:
+        _assert_same(other, results[0], cityscapes_categories().by_id)
+    with pytest.raises(ValueError, match='image frankfurt_x.*non-empty'):
+        PanopticQuality(cityscapes_categories()).update(
+            np.zeros((0, 4), np.int64), [], np.zeros((0, 4), np.int64), [], 'frankfurt_x')
+
+
 def test_workers_give_the_same_numbers(cityscapes_set):
     s = cityscapes_set
     one = evaluate_panoptic_files(s['gt_json'], s['gt_dir'], s['pred_json'], s['pred_dir'])

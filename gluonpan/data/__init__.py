@@ -1,10 +1,16 @@
-"""Panoptic datasets, id conventions, transforms and batching."""
-from .batchify import split_and_load, train_batchify, val_batchify
-from .categories import (IGNORE_LABEL, OFFSET, PanopticCategories, cityscapes_categories,
-                         coco_categories_from_json, id2rgb, rgb2id)
-from .cityscapes_panoptic import CityscapesPanoptic
-from .coco_panoptic import COCOPanoptic
-from .panoptic_dataset import PanopticDataset
-from .presets import PanopticTrainTransform, PanopticValTransform, RPNTargets
-from .sampler import EpochSampler
-from .targets import panoptic_targets, segment_index
+"""Panoptic datasets, id conventions, transforms and batching (imported on first use)."""
+from .._lazy import lazy_attributes
+
+_ATTRIBUTES = {
+    'split_and_load': 'batchify', 'train_batchify': 'batchify', 'val_batchify': 'batchify',
+    'IGNORE_LABEL': 'categories', 'OFFSET': 'categories', 'PanopticCategories': 'categories',
+    'cityscapes_categories': 'categories', 'coco_categories_from_json': 'categories',
+    'id2rgb': 'categories', 'rgb2id': 'categories',
+    'CityscapesPanoptic': 'cityscapes_panoptic', 'COCOPanoptic': 'coco_panoptic',
+    'PanopticDataset': 'panoptic_dataset',
+    'PanopticTrainTransform': 'presets', 'PanopticValTransform': 'presets', 'RPNTargets': 'presets',
+    'EpochSampler': 'sampler', 'panoptic_targets': 'targets', 'segment_index': 'targets',
+}
+__all__ = sorted(_ATTRIBUTES)
+
+__getattr__, __dir__ = lazy_attributes(__name__, _ATTRIBUTES)
