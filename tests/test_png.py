@@ -1,8 +1,10 @@
 """The fast panoptic PNG decoder against the true ids and OpenCV, for every PNG row filter."""
 import struct
 import zlib
+from unittest import mock
 
 import cv2
+import numba
 import numpy as np
 import pytest
 
@@ -140,3 +142,17 @@ def test_damaged_files_name_the_file(tmp_path, damage):
         f.write(data)
     with pytest.raises(IOError, match='bad_{}.png'.format(damage)):
         read_panoptic_ids(path)
+
+
+def test_kernels_compile_without_a_writable_cache():
+    """No writable cache location (read-only install): numba would raise; we compile uncached."""
+    from numba.core import caching
+    from gluonpan._jit import njit
+
+    def twice(x):
+        return 2 * x
+
+    with mock.patch.object(caching.CacheImpl, '_locator_classes', []):
+        with pytest.raises(RuntimeError, match='no locator'):
+            numba.njit(cache=True)(twice)
+        assert njit()(twice)(21) == 42

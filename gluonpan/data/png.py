@@ -19,9 +19,10 @@ falls back to OpenCV, which decodes it or reports the error.
 """
 import struct
 
-import numba
 import numpy as np
 from zlib_ng import zlib_ng
+
+from .._jit import njit
 
 __all__ = ['decode_panoptic_png']
 
@@ -29,7 +30,7 @@ _SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _BYTES_PER_PIXEL = {2: 3, 6: 4}  # colour type (RGB, RGBA) -> bytes per pixel at bit depth 8
 
 
-@numba.njit(inline='always')
+@njit(inline='always')
 def _paeth(a, b, c):  # pragma: no cover (compiled)
     """PNG Paeth predictor of one byte from left ``a``, above ``b``, above-left ``c``."""
     pa = abs(b - c)
@@ -42,7 +43,7 @@ def _paeth(a, b, c):  # pragma: no cover (compiled)
     return c
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@njit(nogil=True, boundscheck=False)
 def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
     """Undo the row filters of the inflated ``raw`` bytes into ids ``out[1:]``.
 

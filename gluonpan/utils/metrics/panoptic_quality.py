@@ -28,9 +28,9 @@ misses), as Semantic FPN and PanopticFCN report it: ``mIoU`` is the mean IoU ove
 Pixel pairs are counted from the runs of equal (GT id, predicted id) pairs in raster order (found in
 one compiled pass), so no sort of the millions of pixels is needed.  numpy and numba; no MXNet.
 """
-import numba
 import numpy as np
 
+from ..._jit import njit
 from ...data.categories import PanopticCategories
 
 __all__ = ['PQStats', 'PanopticQuality', 'panoptic_image_stats', 'format_results']
@@ -157,7 +157,7 @@ def _id_map(ids, image_id, which):
     return ids
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _run_starts(gt, pred):  # pragma: no cover (compiled)
     """Start indices of the runs of equal (gt, pred) pairs of two flat maps (one pass)."""
     starts = np.empty(gt.size, np.int64)
