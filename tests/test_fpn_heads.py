@@ -1,5 +1,8 @@
 """FPN, semantic head, RoI pooling and losses on tiny CPU inputs."""
 import math
+import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -9,6 +12,9 @@ from mxnet.gluon import nn
 from gluonpan.model_zoo.panoptic_fpn import resnet_v1b_backbone
 from gluonpan.nn import FPN, GroupNorm, MaskHead, SemanticFPNHead, pyramid_roi_align
 from gluonpan.nn.losses import rpn_losses, semantic_loss
+from gluonpan.nn.semantic_head import _upsample_like
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
@@ -81,6 +87,43 @@ def test_semantic_head_towers_and_upsampling_are_half_pixel():
     # then a 4x upsampling of the stride-4 prediction with align_corners=False
     np.testing.assert_allclose(logits[0, 0].asnumpy(), bilinear_half_pixel(low, 64, 96),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('factor', [2, 4])
+@pytest.mark.parametrize('shape', [(5, 7), (1, 3), (1, 1), (16, 24)])
+def test_upsampling_is_half_pixel_bilinear(factor, shape):
+    x = np.random.RandomState(0).normal(size=(2, 3) + shape)
+    like = mx.nd.zeros((2, 3, shape[0] * factor, shape[1] * factor))
+    up = _upsample_like(mx.nd, mx.nd.array(x), like, factor).asnumpy()
+    for b, c in ((0, 0), (1, 2)):
+        np.testing.assert_allclose(up[b, c], bilinear_half_pixel(x[b, c], *like.shape[2:]),
+                                   rtol=1e-5, atol=1e-6)
+    # a smaller target keeps the top-left, stride-aligned part
+    crop = _upsample_like(mx.nd, mx.nd.array(x), like[:, :, :-1, :-1], factor).asnumpy()
+    np.testing.assert_array_equal(crop, up[:, :, :-1, :-1])
+
+
+def test_semantic_head_backward_is_repeatable_with_two_threads():
+    """contrib.BilinearResize2D's CPU backward sums in a thread-dependent order; ours must not."""
+    code = """if True:
+        import mxnet as mx, numpy as np
+        from mxnet import autograd
+        from gluonpan.nn import SemanticFPNHead
+        mx.random.seed(0)
+        head = SemanticFPNHead(num_classes=5, in_channels=16, channels=16, num_groups=4)
+        head.initialize()
+        head.hybridize()
+        feats = [mx.nd.random.normal(shape=(2, 16, 256 // s, 512 // s)) for s in (4, 8, 16, 32)]
+        grads = []
+        for _ in range(4):
+            with autograd.record():
+                logits = head(mx.nd.zeros((2, 3, 256, 512)), *feats)
+            logits.backward(mx.nd.sin(mx.nd.arange(logits.size).reshape(logits.shape)))
+            grads.append([p.grad().asnumpy() for p in head.collect_params().values()])
+        assert all((a == b).all() for g in grads[1:] for a, b in zip(g, grads[0])), 'differs'
+    """
+    env = dict(os.environ, OMP_NUM_THREADS='2', MXNET_MKLDNN_ENABLED='1')
+    subprocess.run([sys.executable, '-c', code], check=True, env=env, cwd=ROOT)
 
 
 @pytest.mark.parametrize('size', [(64, 96), (66, 99)])

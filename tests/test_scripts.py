@@ -141,7 +141,8 @@ def _final_params(save_dir):
 
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_weights(synthetic_citys, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1', MXNET_MKLDNN_ENABLED='1',
+    # two OpenMP threads, as the README runs training: every kernel must be order-deterministic
+    env = dict(os.environ, OMP_NUM_THREADS='2', MXNET_MKLDNN_ENABLED='1',
                PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     script = os.path.join(SCRIPTS, 'train_panoptic_fpn.py')
 

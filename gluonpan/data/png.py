@@ -1,4 +1,4 @@
-"""A fast, exact decoder for the PNGs panoptic segmentation reads most: 8-bit RGB(A), not interlaced.
+"""A fast, exact decoder for the PNGs panoptic segmentation reads most: 8-bit RGB(A), no interlace.
 
 Panoptic ids are the RGB bytes of a PNG, and decoding the two PNGs of an image pair is most of the
 cost of evaluating PQ.  OpenCV and PIL inflate with zlib (~10 ms for a 1024x2048 panoptic PNG on
@@ -138,7 +138,7 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
 
 
 def _chunks(data):
-    """(type, payload) of every chunk up to IEND with a valid CRC; ``None`` if the file is damaged."""
+    """(type, payload) of every chunk up to IEND, CRCs checked; ``None`` if the file is damaged."""
     chunks = []
     pos = len(_SIGNATURE)
     while pos + 12 <= len(data):

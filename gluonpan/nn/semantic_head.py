@@ -49,13 +49,38 @@ class GroupNorm(nn.HybridBlock):
         return F.broadcast_add(F.broadcast_mul(x, gamma), beta)
 
 
-def _upsample_like(F, x, like):
-    """Bilinear resize of ``x`` to the spatial size of ``like`` (align_corners=False).
+def _upsample_axis(F, x, axis, factor):
+    """Bilinear upsampling of ``x`` along ``axis`` (2 or 3) by an integer ``factor``, half-pixel
+    centres and clamped edges (PyTorch's ``align_corners=False``).
 
-    For ``like`` exactly twice (or four times) the size of ``x`` this equals a 2x (4x) upsampling
-    with half-pixel centres, as in PyTorch's ``interpolate(..., align_corners=False)``.
+    Output ``factor * i + k`` sits at input coordinate ``i + d_k``, ``d_k = (k + 0.5) / factor -
+    0.5`` in (-0.5, 0.5): a fixed blend of input ``i`` and its edge-replicated neighbour.
     """
-    return F.contrib.BilinearResize2D(x, like, mode='like', align_corners=False)
+    pad = [0] * 8
+    pad[2 * axis] = pad[2 * axis + 1] = 1
+    padded = F.pad(x, mode='edge', pad_width=tuple(pad))  # one replicated row/column each side
+    before = F.slice_axis(padded, axis=axis, begin=0, end=-2)  # neighbour i - 1 (clamped)
+    after = F.slice_axis(padded, axis=axis, begin=2, end=None)  # neighbour i + 1 (clamped)
+    phases = []
+    for k in range(factor):
+        d = (k + 0.5) / factor - 0.5
+        phases.append(-d * before + (1 + d) * x if d < 0 else (1 - d) * x + d * after)
+    up = F.stack(*phases, axis=axis + 1)  # (B, C, h, factor, w) or (B, C, h, w, factor)
+    # merge the phase axis into the upsampled one: (B, C, h*factor, w) or (B, C, h, w*factor)
+    return up.reshape((0, 0, -3, 0) if axis == 2 else (0, 0, 0, -3))
+
+
+def _upsample_like(F, x, like, factor):
+    """Bilinear ``factor``x upsampling of ``x`` (align_corners=False) cropped to ``like``'s size.
+
+    A level of stride ``s`` has ``ceil(H / s)`` rows, so ``factor`` times it covers the finer map;
+    the crop keeps the stride-aligned grid.  Not ``contrib.BilinearResize2D``: its CPU backward
+    accumulates in a thread-dependent order, so training with ``OMP_NUM_THREADS > 1`` would not
+    be repeatable (and exact resume would not hold); these slices, blends and reshapes are
+    deterministic, equal to it within float rounding on exact multiples, and as fast.
+    """
+    up = _upsample_axis(F, _upsample_axis(F, x, 2, factor), 3, factor)
+    return F.slice_like(up, like, axes=(2, 3))
 
 
 class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
@@ -127,10 +152,10 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
             for k in range(len(tower) // 2):
                 x = F.relu(tower[2 * k + 1](tower[2 * k](x)))
                 if k < num_up - 1:
-                    x = _upsample_like(F, x, feats[level - 1 - k])
+                    x = _upsample_like(F, x, feats[level - 1 - k], 2)
             if not num_up:
                 finest = x if finest is None else finest + x
             else:  # every tower but P2's ends with an upsampling from the size of P3 to P2's:
                 coarser = x if coarser is None else coarser + x  # it is linear, so do it once
-        out = finest + _upsample_like(F, coarser, p2)
-        return _upsample_like(F, self.predictor(out), image)
+        out = finest + _upsample_like(F, coarser, p2, 2)
+        return _upsample_like(F, self.predictor(out), image, self.strides[0])
