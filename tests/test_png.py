@@ -42,9 +42,10 @@ def _predictors(img, kind):
 def _encode(img, filters, idat_parts=1, interlace=0):
     """PNG bytes of an (H, W, 3|4) uint8 image, row ``y`` filtered with ``filters[y]``."""
     h, w, c = img.shape
+    predictors = {kind: _predictors(img, kind) for kind in set(filters)}  # once per kind
     rows = []
     for y, kind in enumerate(filters):
-        filtered = (img[y].astype(np.int64) - _predictors(img, kind)[y]) % 256
+        filtered = (img[y].astype(np.int64) - predictors[kind][y]) % 256
         rows.append(bytes([kind]) + filtered.astype(np.uint8).tobytes())
     stream = zlib.compress(b''.join(rows), 6)
     cut = np.linspace(0, len(stream), idat_parts + 1).astype(int)

@@ -43,6 +43,18 @@ def _paeth(a, b, c):  # pragma: no cover (compiled)
     return c
 
 
+@njit(inline='always')
+def _pack(r, g, b):  # pragma: no cover (compiled)
+    """The id ``R + 256*G + 256**2*B`` of three bytes."""
+    return np.uint32(r) | (np.uint32(g) << 8) | (np.uint32(b) << 16)
+
+
+@njit(inline='always')
+def _zero(raw, o):  # pragma: no cover (compiled)
+    """The three filtered R, G, B bytes at ``raw[o:o + 3]`` are all zero."""
+    return (raw[o] | raw[o + 1] | raw[o + 2]) == 0
+
+
 @njit(nogil=True, boundscheck=False)
 def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
     """Undo the row filters of the inflated ``raw`` bytes into ids ``out[1:]``.
@@ -68,8 +80,7 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
         if kind == 0:  # None
             for x in range(width):
                 o = base + x * bpp
-                cur[x] = (np.uint32(raw[o]) | (np.uint32(raw[o + 1]) << 8)
-                          | (np.uint32(raw[o + 2]) << 16))
+                cur[x] = _pack(raw[o], raw[o + 1], raw[o + 2])
         elif kind == 1:  # Sub: left + filtered
             left = np.uint32(0)
             r = 0
@@ -77,22 +88,21 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
             b = 0
             for x in range(width):
                 o = base + x * bpp
-                if (raw[o] | raw[o + 1] | raw[o + 2]) == 0:
+                if _zero(raw, o):
                     cur[x] = left
                     continue
                 r = (r + raw[o]) & 255
                 g = (g + raw[o + 1]) & 255
                 b = (b + raw[o + 2]) & 255
-                left = np.uint32(r | (g << 8) | (b << 16))
+                left = _pack(r, g, b)
                 cur[x] = left
         elif kind == 2:  # Up: above + filtered, bytewise without carries between the bytes
             for x in range(width):
                 o = base + x * bpp
-                if (raw[o] | raw[o + 1] | raw[o + 2]) == 0:
+                if _zero(raw, o):
                     cur[x] = prev[x]
                     continue
-                v = (np.uint32(raw[o]) | (np.uint32(raw[o + 1]) << 8)
-                     | (np.uint32(raw[o + 2]) << 16))
+                v = _pack(raw[o], raw[o + 1], raw[o + 2])
                 p = prev[x]
                 cur[x] = ((v & 0x7f7f7f) + (p & 0x7f7f7f)) ^ ((v ^ p) & 0x808080)
         elif kind == 3:  # Average: floor((left + above) / 2) + filtered
@@ -103,14 +113,14 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
             for x in range(width):
                 o = base + x * bpp
                 p = prev[x]
-                if (raw[o] | raw[o + 1] | raw[o + 2]) == 0 and p == left:
+                if _zero(raw, o) and p == left:
                     cur[x] = left
                     continue
                 pi = np.int64(p)
                 r = (raw[o] + ((r + (pi & 255)) >> 1)) & 255
                 g = (raw[o + 1] + ((g + ((pi >> 8) & 255)) >> 1)) & 255
                 b = (raw[o + 2] + ((b + ((pi >> 16) & 255)) >> 1)) & 255
-                left = np.uint32(r | (g << 8) | (b << 16))
+                left = _pack(r, g, b)
                 cur[x] = left
         elif kind == 4:  # Paeth
             left = np.uint32(0)
@@ -121,7 +131,7 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
             for x in range(width):
                 o = base + x * bpp
                 p = prev[x]
-                if (raw[o] | raw[o + 1] | raw[o + 2]) == 0 and p == upleft:
+                if _zero(raw, o) and p == upleft:
                     cur[x] = left  # above == above-left: the predictor is the left pixel
                     continue
                 pi = np.int64(p)
@@ -130,7 +140,7 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
                 r = (raw[o] + _paeth(r, pi & 255, ci & 255)) & 255
                 g = (raw[o + 1] + _paeth(g, (pi >> 8) & 255, (ci >> 8) & 255)) & 255
                 b = (raw[o + 2] + _paeth(b, (pi >> 16) & 255, (ci >> 16) & 255)) & 255
-                left = np.uint32(r | (g << 8) | (b << 16))
+                left = _pack(r, g, b)
                 cur[x] = left
         else:
             return y
