@@ -41,7 +41,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={'console_scripts': [
-        'gluonpan-synthetic=gluonpan.data.synthetic:main',
-        'gluonpan-evaluate=gluonpan.evaluate:main',
+        'gluonpan-synthetic=gluonpan.data.synthetic:cli',
+        'gluonpan-evaluate=gluonpan.evaluate:cli',
     ]},
 )

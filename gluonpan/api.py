@@ -1,11 +1,19 @@
 """One-call inference: an image in, a panoptic segmentation out."""
+import math
+import numbers
+
 import mxnet as mx
 import numpy as np
 
 from .data.transforms import normalize
+from .errors import DataError, UsageError
 from .model_zoo.panoptic_fpn import predict_panoptic
 
 __all__ = ['predict']
+
+#: the keyword arguments of :func:`predict` (fusion thresholds)
+THRESHOLDS = ('score_threshold', 'overlap_threshold', 'stuff_area_threshold')
+_DIVISOR = 32  # inputs are padded to multiples of the coarsest stride
 
 
 def predict(net, image, **thresholds):
@@ -16,7 +24,10 @@ def predict(net, image, **thresholds):
     net : PanopticFPN
         A network from :func:`gluonpan.model_zoo.get_model` (with weights).
     image : np.ndarray
-        ``(H, W, 3)`` uint8 RGB (e.g. ``gluonpan.data.io.read_image(path)``).
+        ``(H, W, 3)`` uint8 RGB (e.g. ``gluonpan.data.io.read_image(path, allow_gray=True)``,
+        which also converts grayscale, RGBA, palette and 16-bit files).  Any size from 1x1: an
+        image too small for the network's proposals is padded with the mean colour and the result
+        cropped back (areas counted in the crop).
     **thresholds
         ``score_threshold``, ``overlap_threshold``, ``stuff_area_threshold`` (see
         :func:`gluonpan.model_zoo.panoptic_fpn.combine_instances_and_semantics`).
@@ -28,13 +39,105 @@ def predict(net, image, **thresholds):
         0 void), in the dataset's category ids (``net.categories``).
     segments_info : list of dict
         ``id``, ``category_id``, ``isthing``, ``score``, ``area`` per segment.
+
+    Raises
+    ------
+    gluonpan.errors.DataError
+        ``image`` is not a non-empty ``(H, W, 3)`` uint8 numpy array (an NDArray, floats,
+        grayscale, RGBA ...); the message says what it got and how to convert it.
+    gluonpan.errors.UsageError
+        An unknown or non-numeric threshold, or a ``net`` without initialised parameters.
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError('predict takes an (H, W, 3) uint8 RGB image, got shape {} dtype {}'
-                         .format(image.shape, image.dtype))
+    _check_thresholds(thresholds)
+    image = _checked_image(image)
+    ctx = _context(net)
+    height, width = image.shape[:2]
+    canvas = _canvas_size(net, height, width)
+    data = normalize(image)  # (3, H, W) float32
+    if canvas != (height, width):  # zero is the mean colour after normalisation
+        data = np.pad(data, ((0, 0), (0, canvas[0] - height), (0, canvas[1] - width)))
+    pan_ids, segments = predict_panoptic(net, mx.nd.array(data[None], ctx=ctx), **thresholds)
+    if canvas != (height, width):
+        pan_ids, segments = _crop(pan_ids, segments, height, width)
+    return pan_ids, segments
+
+
+def _checked_image(image):
+    """``image`` as an ``(H, W, 3)`` uint8 array, or a :class:`DataError` saying what it is."""
+    if hasattr(image, 'asnumpy'):
+        raise DataError('predict takes a numpy (H, W, 3) uint8 RGB image, got an MXNet NDArray '
+                        'of shape {} dtype {}; pass image.asnumpy()'.format(
+                            tuple(image.shape), np.dtype(image.dtype).name))
+    if not isinstance(image, np.ndarray):
+        try:
+            image = np.asarray(image)
+        except ValueError as err:
+            raise DataError('predict takes an (H, W, 3) uint8 RGB image, got a {} that is not an '
+                            'array ({})'.format(type(image).__name__, err)) from None
+    got = 'got shape {} dtype {}'.format(image.shape, image.dtype)
+    if image.dtype != np.uint8:
+        hint = ('; it normalises the image itself, so pass the 0..255 pixels as uint8'
+                if image.dtype.kind == 'f' else '')
+        raise DataError('predict takes an (H, W, 3) uint8 RGB image, {}{}'.format(got, hint))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise DataError('predict takes an (H, W, 3) uint8 RGB image, {}; read image files with '
+                        'gluonpan.data.io.read_image(path, allow_gray=True), which converts '
+                        'grayscale and RGBA to RGB'.format(got))
     if min(image.shape[:2]) < 1:
-        raise ValueError('predict got an empty image of shape {}'.format(image.shape))
-    ctx = next(iter(net.collect_params().values())).list_ctx()[0]
-    data = mx.nd.array(normalize(image)[None], ctx=ctx)  # (1, 3, H, W)
-    return predict_panoptic(net, data, **thresholds)
+        raise DataError('predict got an empty image of shape {}'.format(image.shape))
+    return image
+
+
+def _check_thresholds(thresholds):
+    unknown = sorted(set(thresholds) - set(THRESHOLDS))
+    if unknown:
+        raise UsageError('predict got unknown option(s) {}; valid: {}'.format(
+            ', '.join(unknown), ', '.join(THRESHOLDS)))
+    for key, value in thresholds.items():
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or \
+                not math.isfinite(value):
+            raise UsageError('predict option {} must be a finite number, got {!r}'
+                             .format(key, value))
+
+
+def _context(net):
+    """The context of the first parameter of ``net``; a :class:`UsageError` if it has none."""
+    if not hasattr(net, 'collect_params'):
+        raise UsageError('predict takes a network from gluonpan.model_zoo.get_model, got a {}'
+                         .format(type(net).__name__))
+    params = list(net.collect_params().values())
+    if not params:
+        raise UsageError('predict: the network has no parameters')
+    try:
+        return params[0].list_ctx()[0]
+    except RuntimeError as err:
+        raise UsageError('predict: the network is not initialised (load weights with '
+                         'get_model(..., pretrained=True) or net.load_parameters): {}'
+                         .format(err)) from None
+
+
+def _canvas_size(net, height, width):
+    """``(height, width)``, or a larger padded size when the image has fewer anchors than the
+    proposals the RPN keeps (the network would reject it): multiples of 32, shorter side grown."""
+    anchors, rpn = getattr(net, 'anchors', None), getattr(net, 'rpn', None)
+    if anchors is None or rpn is None:
+        return height, width
+    base = [int(math.ceil(side / _DIVISOR)) * _DIVISOR for side in (height, width)]
+    canvas = list(base)
+
+    def num_anchors():
+        return sum(h * w for h, w in anchors.feature_shapes(*canvas)) * anchors.num_per_location
+
+    while num_anchors() < rpn.post_nms(False):
+        canvas[int(canvas[1] < canvas[0])] += _DIVISOR
+    return (height, width) if canvas == base else tuple(canvas)
+
+
+def _crop(pan_ids, segments, height, width):
+    """The prediction of a padded canvas cropped to the image: areas recounted, segments that
+    lie in the padding only dropped."""
+    pan_ids = np.ascontiguousarray(pan_ids[:height, :width])
+    ids, counts = np.unique(pan_ids, return_counts=True)
+    area = dict(zip(ids.tolist(), counts.tolist()))
+    kept = [dict(s, area=area[s['id']]) for s in segments if area.get(s['id'], 0) > 0]
+    return pan_ids, kept

@@ -9,6 +9,13 @@ from gluonpan.data.synthetic import ensure_cityscapes, ensure_coco_panoptic
 SIZE = dict(height=128, width=256)
 
 
+@pytest.fixture(autouse=True)
+def offline_model_store(monkeypatch):
+    """No test reaches the internet: a download of weights goes to a refused local port (tests of
+    the download itself serve files from 127.0.0.1 and set their own URL)."""
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')
+
+
 @pytest.fixture(scope='session')
 def synthetic_citys(tmp_path_factory):
     """A read-only synthetic Cityscapes root (3 train, 2 val images of 128x256)."""

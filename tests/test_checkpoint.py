@@ -138,7 +138,7 @@ def test_pruning_keeps_last_and_numbered(tmp_path):
 def test_resume_argument_errors(tmp_path):
     _, _, _, ckpt = _setup(tmp_path / 'run')
     assert ckpt.load() is None  # nothing yet: a fresh start
-    with pytest.raises(FileNotFoundError, match='no complete checkpoint named toy-'):
+    with pytest.raises(FileNotFoundError, match='no checkpoint toy-'):
         ckpt.load(str(tmp_path / 'run'))
     with pytest.raises(FileNotFoundError, match='missing.json'):
         ckpt.load(str(tmp_path / 'missing.params'))
@@ -182,3 +182,77 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
     assert sorted(ref) == sorted(got)
     for k in ref:
         np.testing.assert_array_equal(got[k].asnumpy(), ref[k].asnumpy(), err_msg=k)
+
+
+def _corrupt_same_size(path):
+    data = bytearray(open(path, 'rb').read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: same size, other content
+    open(path, 'wb').write(bytes(data))
+
+
+@pytest.mark.parametrize('damage', ['flipped-byte', 'garbage'])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog, damage):
+    net, trainer, _, ckpt = _setup(tmp_path)
+    ckpt.save(1, 0, 10)
+    saved = _params(net)
+    _step(net, trainer, 1)
+    ckpt.save(1, 5, 15)
+    newest = str(tmp_path / 'toy-0001-000005.params')
+    if damage == 'flipped-byte':
+        _corrupt_same_size(newest)
+    else:
+        open(newest, 'wb').write(b'\0' * os.path.getsize(newest))
+    net2, _, _, ckpt2 = _setup(tmp_path, seed=3)
+    record = ckpt2.load(required=True)
+    assert (record['epoch'], record['iteration']) == (1, 0)
+    _assert_same(_params(net2), saved)
+    warning = [r.getMessage() for r in caplog.records if 'previous intact' in r.getMessage()]
+    assert warning and 'toy-0001-000005.json' in warning[0] and 'toy-0001.json' in warning[0]
+
+
+def test_no_intact_checkpoint_is_an_error_naming_each(tmp_path):
+    from gluonpan.errors import DataError
+    net, trainer, _, ckpt = _setup(tmp_path)
+    ckpt.save(1, 0, 10)
+    ckpt.save(2, 0, 20)
+    _corrupt_same_size(str(tmp_path / 'toy-0002.states'))
+    with open(str(tmp_path / 'toy-0001.params'), 'r+b') as f:
+        f.truncate(10)
+    _, _, _, ckpt2 = _setup(tmp_path)
+    with pytest.raises(DataError) as err:
+        ckpt2.load()
+    assert 'toy-0002.json' in str(err.value) and 'toy-0001.json' in str(err.value)
+    assert 'sha1' in str(err.value) and '10 bytes' in str(err.value)
+
+
+def test_required_resume_without_checkpoint_says_where_it_looked(tmp_path):
+    _, _, _, ckpt = _setup(tmp_path / 'run')
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / 'run')):
+        ckpt.load(required=True)
+
+
+def test_temp_files_of_dead_writers_are_removed(tmp_path):
+    (tmp_path / 'val' / 'overlays').mkdir(parents=True)
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    leftovers = [tmp_path / '.model-final.params.tmp.{}'.format(dead),
+                 tmp_path / 'val' / 'overlays' / '.a.png.tmp.{}'.format(dead),
+                 tmp_path / '.mine.json.tmp.{}'.format(os.getpid())]
+    alive = tmp_path / '.other.json.tmp.1'  # pid 1 is running: another writer's file stays
+    keep = tmp_path / 'notes.tmp.txt'
+    for path in leftovers + [alive, keep]:
+        path.write_text('x')
+    removed = ckpt_mod.remove_temp_files(str(tmp_path))
+    assert sorted(removed) == sorted(str(p) for p in leftovers)
+    assert alive.exists() and keep.exists()
+
+
+def test_validation_history_is_rewritten_whole_and_replaces_later_epochs(tmp_path):
+    history = ckpt_mod.ValidationHistory(str(tmp_path / 'val_history.jsonl'))
+    assert history.entries() == [] and not history.done(0)
+    for epoch, pq in ((1, 0.1), (3, 0.3), (5, 0.5)):
+        history.record(epoch, {'PQ': pq})
+    assert history.done(3) and not history.done(2)
+    history.record(3, {'PQ': 0.33})  # a run resumed from before epoch 4 validates it again
+    assert history.entries() == [{'epoch': 2, 'PQ': 0.1}, {'epoch': 4, 'PQ': 0.33}]
+    assert os.listdir(str(tmp_path)) == ['val_history.jsonl']

@@ -11,6 +11,7 @@ from gluonpan.data import CityscapesPanoptic, COCOPanoptic
 from gluonpan.data.check import check_dataset
 from cityscapesscripts.helpers.labels import id2label
 from gluonpan.data.synthetic import COCO_CATEGORY_IDS, scene_for_image
+from gluonpan.errors import DataError
 
 
 @pytest.mark.parametrize('split', ['train', 'val'])
@@ -114,7 +115,7 @@ def test_unknown_category_is_named(citys_copy):
     data = _edit_json(citys_copy, lambda d: d['annotations'][0]['segments_info'][0].update(
         category_id=99))
     seg_id = data['annotations'][0]['segments_info'][0]['id']
-    with pytest.raises(KeyError, match=r'99.*segment {}'.format(seg_id)):
+    with pytest.raises(DataError, match=r'99.*segment {}'.format(seg_id)):
         CityscapesPanoptic(citys_copy, 'val')[0]
 
 
@@ -127,7 +128,7 @@ def test_truncated_png_is_named(citys_copy, which):
         f.write(data[:len(data) // 2])
     ds = CityscapesPanoptic(citys_copy, 'val')
     idx = next(i for i, r in enumerate(ds.records) if path in (r['image_path'], r['pan_path']))
-    with pytest.raises(IOError, match=os.path.basename(path)):
+    with pytest.raises(DataError, match=os.path.basename(path)):
         ds[idx]
 
 

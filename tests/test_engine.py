@@ -195,3 +195,16 @@ def test_lr_schedule_state_restores_and_validates(caplog):
         parse_epochs('430;590')
     with pytest.raises(ValueError, match='lacks'):
         s.load_state_dict({'base_lr': 1})
+
+
+@pytest.mark.parametrize('recorded,expected', [(False, [1, 2, 3]), (True, [2, 3])])
+def test_fit_reruns_a_validation_the_kill_interrupted(recorded, expected):
+    """A checkpoint at the end of epoch 2 is written before its validation: resuming from it runs
+    that validation first unless it was recorded."""
+    from gluonpan.utils.engine import fit
+    net, trainer = _toy([mx.cpu()])
+    validated = []
+    fit(net, trainer, lambda epoch, start: _batches(2, 2), [mx.cpu()], WarmupStepLR(0.1, 2), 4,
+        start_epoch=2, val_fn=validated.append, val_interval=1,
+        val_done=lambda epoch: recorded, log_interval=0, progress=False)
+    assert validated == expected

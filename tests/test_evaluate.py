@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from gluonpan.data.categories import id2rgb
+from gluonpan.errors import DataError
 from gluonpan.evaluate import main
 from gluonpan.utils.metrics import PanopticQuality, evaluate_panoptic_files
 
@@ -121,15 +122,15 @@ def _evaluate(s):
 
 
 @pytest.mark.parametrize('edit, error, words', [
-    (lambda p: p['annotations'][1]['segments_info'].pop(0), KeyError, ['ID 1', '[50]', 'PNG']),
+    (lambda p: p['annotations'][1]['segments_info'].pop(0), DataError, ['ID 1', '[50]', 'PNG']),
     (lambda p: p['annotations'][1]['segments_info'].append({'id': 99, 'category_id': 7}),
-     KeyError, ['ID 1', '[99]', 'JSON']),
-    (lambda p: p['annotations'][1]['segments_info'][2].update(category_id=2), KeyError,
-     ['ID 1', 'ID 700', 'category_id 2']),
-    (lambda p: p['annotations'].pop(1), KeyError, ['no prediction', 'id: 1']),
-    (lambda p: [a.update(image_id=str(a['image_id'])) for a in p['annotations']], KeyError,
+     DataError, ['ID 1', '[99]', 'JSON']),
+    (lambda p: p['annotations'][1]['segments_info'][2].update(category_id=2), DataError,
+     ['image 1', 'segment id 700', 'category_id 2']),
+    (lambda p: p['annotations'].pop(1), DataError, ['no prediction', 'id: 1']),
+    (lambda p: [a.update(image_id=str(a['image_id'])) for a in p['annotations']], DataError,
      ['no prediction', 'str']),
-    (lambda p: p['annotations'][0]['segments_info'][0].pop('category_id'), KeyError,
+    (lambda p: p['annotations'][0]['segments_info'][0].pop('category_id'), DataError,
      ['image 0', 'category_id']),
 ])
 def test_sanity_checks_name_image_and_segment(coco_set, edit, error, words):
@@ -144,7 +145,7 @@ def test_bad_files_are_named(coco_set):
     png = os.path.join(coco_set['pred_dir'], '000000000001.png')
     with open(png, 'wb') as f:
         f.write(b'not a png')
-    with pytest.raises(IOError, match='000000000001.png'):
+    with pytest.raises(DataError, match='000000000001.png'):
         _evaluate(coco_set)
     os.remove(png)
     with pytest.raises(FileNotFoundError, match='000000000001.png'):
@@ -167,9 +168,8 @@ def test_cli_prints_tables_and_writes_json(coco_set, tmp_path, caplog):
     assert saved['All'] == results['All'] and saved['per_class']['3']['sq'] == pytest.approx(
         results['per_class'][3]['sq'])
     _edit_pred(s, lambda p: p['annotations'].pop(0))
-    with pytest.raises(SystemExit):
+    with pytest.raises(DataError, match='no prediction for the image with id: 0'):
         main(['--gt-json', s['gt_json'], '--pred-json', s['pred_json']])
-    assert 'no prediction for the image with id: 0' in caplog.text
 
 
 def test_evaluation_does_not_import_mxnet():

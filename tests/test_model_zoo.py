@@ -265,7 +265,7 @@ def sha1_of(path):
 
 def test_pretrained_weights_from_store_and_path(net, tmp_path, monkeypatch):
     name = 'panoptic_fpn_resnet18_v1b_citys'
-    with pytest.raises(KeyError, match='no pretrained weights'):
+    with pytest.raises(ValueError, match='no pretrained weights'):
         get_model(name, pretrained=True, root=str(tmp_path))
     saved = tmp_path / 'mine.params'
     net.save_parameters(str(saved))

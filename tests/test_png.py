@@ -11,6 +11,7 @@ import pytest
 from gluonpan.data.categories import id2rgb, rgb2id
 from gluonpan.data.io import read_panoptic_ids
 from gluonpan.data.png import decode_panoptic_png
+from gluonpan.errors import DataError
 
 
 def _chunk(kind, payload):
@@ -141,7 +142,7 @@ def test_damaged_files_name_the_file(tmp_path, damage):
     path = str(tmp_path / 'bad_{}.png'.format(damage))
     with open(path, 'wb') as f:
         f.write(data)
-    with pytest.raises(IOError, match='bad_{}.png'.format(damage)):
+    with pytest.raises(DataError, match='bad_{}.png'.format(damage)):
         read_panoptic_ids(path)
 
 

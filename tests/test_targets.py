@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from gluonpan.data import cityscapes_categories, panoptic_targets, segment_index
+from gluonpan.errors import DataError
 
 CATS = cityscapes_categories()
 
@@ -70,7 +71,7 @@ def test_json_segment_missing_from_png_is_named():
 def test_unknown_category_is_named():
     pan, segs = _scene()
     segs[0] = dict(id=23, category_id=99, iscrowd=0)
-    with pytest.raises(KeyError, match=r'99.*z\.png segment 23'):
+    with pytest.raises(DataError, match=r'99.*z\.png segment 23'):
         panoptic_targets(segment_index(pan, segs), segs, CATS, where='z.png')
 
 

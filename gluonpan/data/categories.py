@@ -25,17 +25,41 @@ Four kinds of ids appear in panoptic segmentation; mixing them up is the most co
   meaning is in ``segments_info``.  Our own predictions use ``category_id * 1000 + k`` for things and
   ``category_id`` for stuff, which both evaluators accept.
 """
-import json
-
 import numpy as np
 
-__all__ = ['IGNORE_LABEL', 'OFFSET', 'rgb2id', 'id2rgb', 'PanopticCategories',
-           'cityscapes_categories', 'coco_categories_from_json']
+from ..errors import DataError, read_json
+
+__all__ = ['IGNORE_LABEL', 'OFFSET', 'MAX_PANOPTIC_ID', 'rgb2id', 'id2rgb', 'PanopticCategories',
+           'cityscapes_categories', 'coco_categories_from_json', 'short_list']
 
 #: semantic-target value that the losses and the metric ignore
 IGNORE_LABEL = 255
 #: label_id * OFFSET + k is a thing instance's panoptic id (Cityscapes and our predictions)
 OFFSET = 1000
+#: panoptic ids are 24-bit (three bytes of a PNG pixel): they lie in [0, MAX_PANOPTIC_ID)
+MAX_PANOPTIC_ID = 256 ** 3
+
+
+def short_list(values, limit=5):
+    """``values`` for an error message: the first ``limit`` and how many more there are.
+
+    A corrupt file can hold millions of ids; the message names a few of them and the count.
+
+    Parameters
+    ----------
+    values : sequence
+        Ids (or anything with a ``repr``).
+    limit : int
+        How many to show.
+
+    Returns
+    -------
+    str
+        ``'[1, 2, 3]'`` or ``'[1, 2, 3, 4, 5] and 995 more'``.
+    """
+    values = [v.item() if isinstance(v, np.generic) else v for v in values]
+    shown = '[{}]'.format(', '.join(repr(v) for v in values[:limit]))
+    return shown if len(values) <= limit else '{} and {} more'.format(shown, len(values) - limit)
 
 
 def rgb2id(color):
@@ -82,13 +106,15 @@ class PanopticCategories(object):
     """
 
     def __init__(self, categories):
-        cats = sorted((dict(c) for c in categories), key=lambda c: int(c['id']))
+        cats = sorted((_checked_category(c) for c in categories), key=lambda c: int(c['id']))
         if not cats:
-            raise ValueError('no categories given')
+            raise DataError('no categories given')
         self.categories = cats
         self.by_id = {int(c['id']): c for c in cats}
         if len(self.by_id) != len(cats):
-            raise ValueError('duplicate category ids in {}'.format([c['id'] for c in cats]))
+            ids = [c['id'] for c in cats]
+            raise DataError('duplicate category ids {}'.format(
+                short_list(sorted({i for i in ids if ids.count(i) > 1}))))
         #: dataset ids of thing / stuff categories, ascending
         self.thing_ids = [int(c['id']) for c in cats if c['isthing']]
         self.stuff_ids = [int(c['id']) for c in cats if not c['isthing']]
@@ -158,11 +184,28 @@ class PanopticCategories(object):
         return tuple(self.by_id[int(category_id)].get('color', (128, 128, 128)))
 
     def check_category(self, category_id, where=''):
-        """Raise a clear error if ``category_id`` is not one of this dataset's categories."""
-        if int(category_id) not in self.by_id:
-            raise KeyError('unknown category id {}{}; valid ids: {}'.format(
-                category_id, ' in ' + where if where else '', sorted(self.by_id)))
-        return self.by_id[int(category_id)]
+        """The category entry of ``category_id``; a :class:`DataError` if it is not one.
+
+        Parameters
+        ----------
+        category_id : int
+            A dataset category id (an integer; ``bool``, float and str values are errors).
+        where : str
+            What holds the id (file, segment), named in the message.
+
+        Raises
+        ------
+        DataError
+            ``category_id`` is not an integer or not one of this dataset's categories (the
+            message names it, ``where`` and the valid ids).
+        """
+        found = self.by_id.get(category_id) if _is_int(category_id) else None
+        if found is None:
+            shown = category_id.item() if isinstance(category_id, np.generic) else category_id
+            raise DataError('{} category id {!r}{}; valid ids: {}'.format(
+                'unknown' if _is_int(category_id) else 'non-integer', shown,
+                ' in ' + where if where else '', short_list(sorted(self.by_id), 25)))
+        return found
 
     def to_json(self):
         """Categories as a panoptic JSON ``categories`` list."""
@@ -172,6 +215,25 @@ class PanopticCategories(object):
     def _check_mode(mode):
         if mode not in ('separated', 'all'):
             raise ValueError("semantic mode must be 'separated' or 'all', got {!r}".format(mode))
+
+
+def _is_int(value):
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _checked_category(entry):
+    """A copy of one ``categories`` entry; :class:`DataError` if it lacks an integer ``id``,
+    a ``name`` or ``isthing``."""
+    if not isinstance(entry, dict):
+        raise DataError('a category must be an object with "id", "name", "isthing", got {!r}'
+                        .format(entry))
+    missing = [key for key in ('id', 'name', 'isthing') if key not in entry]
+    if missing:
+        raise DataError('category {!r} lacks {}'.format(entry, ', '.join(missing)))
+    if not _is_int(entry['id']):
+        raise DataError('category {!r} has a non-integer id'.format(entry))
+    return dict(entry)
 
 
 def cityscapes_categories():
@@ -188,12 +250,29 @@ def cityscapes_categories():
     return PanopticCategories(cats)
 
 
-def coco_categories_from_json(json_file_or_dict):
-    """COCO panoptic categories (133: 80 things, 53 stuff) from the dataset's own JSON."""
+def coco_categories_from_json(json_file_or_dict, json_path=None):
+    """COCO panoptic categories (133: 80 things, 53 stuff) from the dataset's own JSON.
+
+    Parameters
+    ----------
+    json_file_or_dict : str or dict
+        The JSON file or its content.
+    json_path : str, optional
+        The file the content came from, named in errors.
+
+    Raises
+    ------
+    DataError
+        No ``categories`` list, or an entry without an integer ``id``, ``name``, ``isthing``.
+    """
     d = json_file_or_dict
+    path = d if not isinstance(d, dict) else json_path
+    where = 'panoptic JSON {}'.format(path) if path else 'panoptic JSON'
     if not isinstance(d, dict):
-        with open(d) as f:
-            d = json.load(f)
-    if 'categories' not in d:
-        raise KeyError('no "categories" in panoptic JSON {}'.format(json_file_or_dict))
-    return PanopticCategories(d['categories'])
+        d = read_json(d, 'panoptic JSON')
+    if not isinstance(d, dict) or not isinstance(d.get('categories'), list):
+        raise DataError('{} has no "categories" list'.format(where))
+    try:
+        return PanopticCategories(d['categories'])
+    except DataError as err:
+        raise DataError('{}: {}'.format(where, err)) from None

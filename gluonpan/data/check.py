@@ -5,12 +5,13 @@
 Loads every sample through the same code as training (so a file that would stop a training run
 stops this check first, with its name), and logs per-class segment and instance counts.
 """
-import argparse
 import collections
 import logging
+import os
 
 from tqdm import tqdm
 
+from ..errors import ArgumentParser, DataError, run_cli
 from .cityscapes_panoptic import CityscapesPanoptic
 from .coco_panoptic import COCOPanoptic
 
@@ -22,12 +23,20 @@ DATASETS = {'citys': CityscapesPanoptic, 'coco': COCOPanoptic}
 def check_dataset(dataset):
     """Decode every sample of ``dataset``; return per-category segment and instance counts.
 
+    Raises
+    ------
+    gluonpan.errors.InputError
+        The dataset is empty, or a sample's files are missing or broken (named).
+
     Returns
     -------
     dict
         ``images``, ``segments`` (Counter by category name), ``instances`` (Counter by thing
         name, crowd excluded), ``crowd`` (Counter), ``void_fraction`` (mean over images).
     """
+    if not len(dataset):
+        raise DataError('{} has no images: nothing to check'.format(
+            getattr(dataset, 'json_path', dataset)))
     cats = dataset.categories
     segments, instances, crowd = (collections.Counter() for _ in range(3))
     void = 0.0
@@ -45,12 +54,20 @@ def check_dataset(dataset):
 
 
 def main(argv=None):
-    """Check the given splits and log their per-class counts."""
-    parser = argparse.ArgumentParser(description='Check a prepared panoptic dataset.')
+    """Check the given splits and log their per-class counts; returns 0.
+
+    Bad input raises a :class:`gluonpan.errors.InputError` naming the file (run as a command,
+    :func:`gluonpan.errors.run_cli` turns it into one line and exit status 2 or 1).
+    """
+    parser = ArgumentParser(prog='python -m gluonpan.data.check',
+                            description='Check a prepared panoptic dataset.')
     parser.add_argument('--dataset', choices=sorted(DATASETS), default='citys')
     parser.add_argument('--root', required=True, help='dataset root')
     parser.add_argument('--split', nargs='+', default=['train', 'val'])
     args = parser.parse_args(argv)
+    if not os.path.isdir(os.path.expanduser(args.root)):
+        parser.error('--root {} is not a folder'.format(args.root) if os.path.exists(
+            os.path.expanduser(args.root)) else '--root {} does not exist'.format(args.root))
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     for split in args.split:
         ds = DATASETS[args.dataset](args.root, split)
@@ -68,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

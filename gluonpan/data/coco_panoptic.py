@@ -36,12 +36,12 @@ class COCOPanoptic(PanopticDataset):
         self.pan_dir = os.path.join(self.root, 'annotations', 'panoptic_{}2017'.format(split))
         data = load_panoptic_json(self.json_path, ' (unzip panoptic_annotations_trainval2017.zip '
                                   'and its panoptic_{}2017.zip into {})'.format(
-                                      split, os.path.join(self.root, 'annotations')))
+                                      split, os.path.join(self.root, 'annotations')), self.root)
         records = load_panoptic_records(
             data, self.json_path, self.pan_dir,
             lambda im: os.path.join(self.root, '{}2017'.format(split), im['file_name']),
             ' (COCO images go in {})'.format(os.path.join(self.root, split + '2017')),
             ' (panoptic PNGs go in {})'.format(self.pan_dir))
-        categories = coco_categories_from_json(data)
+        categories = coco_categories_from_json(data, self.json_path)
         super(COCOPanoptic, self).__init__(records, categories, transform, sem_mode,
                                            allow_gray=True)

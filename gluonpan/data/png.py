@@ -13,9 +13,10 @@ writes the ids ``R + 256*G + 256**2*B`` in the same pass, one ``uint32`` per pix
   pixel above; Average: the left pixel when it equals the one above; Paeth: the left pixel when
   the pixels above and above-left are equal) is copied, skipping the Paeth/Average chain.
 
-Every chunk's CRC is checked.  Whatever this decoder does not handle (palette, grey, 16-bit,
-interlaced, a damaged file) makes :func:`decode_panoptic_png` return ``None``, and the caller
-falls back to OpenCV, which decodes it or reports the error.
+The CRC of every critical chunk is checked.  Whatever this decoder does not handle (palette,
+grey, 16-bit, interlaced, a damaged file) makes :func:`decode_panoptic_png` return ``None``;
+:func:`decode_panoptic_png_or_problem` also says why, so that the caller falls back to OpenCV
+for a valid PNG of another type and names the damage of a broken one.
 """
 import struct
 
@@ -24,7 +25,8 @@ from zlib_ng import zlib_ng
 
 from .._jit import njit
 
-__all__ = ['decode_panoptic_png']
+__all__ = ['decode_panoptic_png', 'decode_panoptic_png_or_problem', 'png_header', 'png_damage',
+           'COLOUR_TYPES']
 
 _SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _BYTES_PER_PIXEL = {2: 3, 6: 4}  # colour type (RGB, RGBA) -> bytes per pixel at bit depth 8
@@ -148,22 +150,97 @@ def _unfilter_ids(raw, height, width, bpp, out):  # pragma: no cover (compiled)
 
 
 def _chunks(data):
-    """(type, payload) of every chunk up to IEND, CRCs checked; ``None`` if the file is damaged."""
+    """``(chunks, problem)``: (type, payload memoryview) of every chunk up to IEND, or ``None``
+    and what is wrong with the file.  The CRCs of the critical chunks are checked; an ancillary
+    chunk (type starting with a lower-case letter) is not read, and libpng only warns on its CRC,
+    too."""
     chunks = []
+    view = memoryview(data)  # payloads and CRCs as slices of it: no copy of the image data
     pos = len(_SIGNATURE)
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from('>I4s', data, pos)
         end = pos + 12 + length
         if end > len(data):
-            return None
-        crc, = struct.unpack_from('>I', data, end - 4)
-        if zlib_ng.crc32(data[pos + 4:end - 4]) != crc:
-            return None
-        chunks.append((kind, data[pos + 8:end - 4]))
+            return None, 'truncated: its {} chunk ends past the end of the file'.format(_name(kind))
+        if not kind[0] & 0x20:  # critical
+            crc, = struct.unpack_from('>I', data, end - 4)
+            if zlib_ng.crc32(view[pos + 4:end - 4]) != crc:
+                return None, 'damaged: CRC mismatch in its {} chunk'.format(_name(kind))
+        chunks.append((kind, view[pos + 8:end - 4]))  # joined (one copy) by the decoder
         if kind == b'IEND':
-            return chunks
+            return chunks, None
         pos = end
-    return None
+    return None, 'truncated: no IEND chunk'
+
+
+def _name(kind):
+    """A chunk type for a message (``IDAT``; escaped if it is not ASCII)."""
+    return kind.decode('ascii', 'backslashreplace')
+
+
+#: PNG colour types, for messages
+COLOUR_TYPES = {0: 'grayscale', 2: 'RGB', 3: 'palette', 4: 'grayscale+alpha', 6: 'RGBA'}
+
+
+def png_header(data):
+    """``(width, height, bit depth, colour type, interlace)`` from a PNG's IHDR, or ``None``.
+
+    Reads the first 33 bytes only (signature, then the IHDR chunk, which must come first).
+    """
+    if len(data) < 33 or not data.startswith(_SIGNATURE) or data[12:16] != b'IHDR':
+        return None
+    return struct.unpack_from('>IIBBB', data, 16)[:4] + (data[28],)
+
+
+def _structure(data):
+    """``(chunks, IHDR fields, problem)``: the chunks and the 7 IHDR fields, or the problem."""
+    if not data.startswith(_SIGNATURE):
+        return None, None, 'not a PNG (no PNG signature)'
+    chunks, problem = _chunks(data)
+    if problem:
+        return None, None, problem
+    if chunks[0][0] != b'IHDR' or len(chunks[0][1]) != 13:
+        return None, None, 'damaged: no valid IHDR chunk first'
+    header = struct.unpack('>IIBBBBB', chunks[0][1])
+    if not header[0] or not header[1]:
+        return None, None, 'damaged: its IHDR gives a size of {}x{}'.format(*header[:2])
+    return chunks, header, None
+
+
+def png_damage(data):
+    """What is wrong with the structure of a PNG (signature, chunks, critical CRCs, IHDR), or
+    ``None``: a check of a few microseconds per MB, to run before handing a file to libpng, which
+    prints its own errors on stderr."""
+    return _structure(data)[2]
+
+
+def decode_panoptic_png_or_problem(data):
+    """``(ids, None)`` as :func:`decode_panoptic_png`, or ``(None, problem)``.
+
+    ``problem`` starts with ``'unsupported'`` for a valid PNG this decoder leaves to OpenCV
+    (palette, interlaced ...); otherwise it says how the file is broken: ``'not a PNG ...'``,
+    ``'truncated: ...'``, ``'damaged: CRC mismatch in its IDAT chunk'`` ...
+    """
+    chunks, header, problem = _structure(data)
+    if problem:
+        return None, problem
+    width, height, depth, colour, _, _, interlace = header
+    if depth != 8 or colour not in _BYTES_PER_PIXEL or interlace:
+        return None, 'unsupported: not an 8-bit RGB(A) non-interlaced PNG'
+    bpp = _BYTES_PER_PIXEL[colour]
+    try:
+        raw = zlib_ng.decompress(b''.join(payload for kind, payload in chunks if kind == b'IDAT'))
+    except zlib_ng.error as err:
+        return None, 'damaged: its compressed image data is invalid ({})'.format(err)
+    if len(raw) != height * (width * bpp + 1):
+        return None, 'damaged: {} bytes of image data where {}x{} needs {}'.format(
+            len(raw), width, height, height * (width * bpp + 1))
+    out = np.zeros((height + 1, width), np.uint32)  # row 0: the zero row above the image
+    rows = _unfilter_ids(np.frombuffer(raw, np.uint8), height, width, bpp, out)
+    if rows != height:
+        return None, 'damaged: unknown filter type {} in row {}'.format(
+            raw[rows * (width * bpp + 1)], rows)
+    return out[1:], None  # (H, W)
 
 
 def decode_panoptic_png(data):
@@ -179,24 +256,7 @@ def decode_panoptic_png(data):
     np.ndarray or None
         ``(H, W)`` uint32 ids ``R + 256*G + 256**2*B`` (alpha ignored, as the references do);
         ``None`` when the file is not an 8-bit RGB/RGBA non-interlaced PNG or is damaged in any
-        way (bad signature, CRC, zlib stream, size or filter type).
+        way (bad signature, CRC, zlib stream, size or filter type;
+        :func:`decode_panoptic_png_or_problem` says which).
     """
-    if not data.startswith(_SIGNATURE):
-        return None
-    chunks = _chunks(data)
-    if not chunks or chunks[0][0] != b'IHDR' or len(chunks[0][1]) != 13:
-        return None
-    width, height, depth, colour, _, _, interlace = struct.unpack('>IIBBBBB', chunks[0][1])
-    if depth != 8 or colour not in _BYTES_PER_PIXEL or interlace or not width or not height:
-        return None
-    bpp = _BYTES_PER_PIXEL[colour]
-    try:
-        raw = zlib_ng.decompress(b''.join(payload for kind, payload in chunks if kind == b'IDAT'))
-    except zlib_ng.error:
-        return None
-    if len(raw) != height * (width * bpp + 1):
-        return None
-    out = np.zeros((height + 1, width), np.uint32)  # row 0: the zero row above the image
-    if _unfilter_ids(np.frombuffer(raw, np.uint8), height, width, bpp, out) != height:
-        return None
-    return out[1:]  # (H, W)
+    return decode_panoptic_png_or_problem(data)[0]

@@ -23,7 +23,6 @@ Cityscapes and COCO writers, their stamps, ``ensure_*`` and the command line.  T
 drawn by :mod:`.synthetic_scenes` (drawing primitives, stuff layout, painting, :class:`Scene`)
 and :mod:`.synthetic_things` (thing shapes, placement and occlusion, ``build_layers``).
 """
-import argparse
 import contextlib
 import io
 import json
@@ -36,6 +35,7 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
 
+from ..errors import ArgumentParser, run_cli
 from .categories import OFFSET, id2rgb
 from .synthetic_scenes import Scene, _paint, _segment
 from .synthetic_things import build_layers
@@ -352,7 +352,7 @@ def ensure_coco_panoptic(root, **kwargs):
 
 def main(argv=None):
     """Command line: ``python -m gluonpan.data.synthetic --root DIR [--train 8 --val 4 ...]``."""
-    parser = argparse.ArgumentParser(description='Write the synthetic Cityscapes (and COCO) panoptic '
+    parser = ArgumentParser(description='Write the synthetic Cityscapes (and COCO) panoptic '
                                                  'dataset; a no-op if it is already up to date.')
     parser.add_argument('--root', default='data/synthetic_citys', help='Cityscapes-layout output root')
     for split, n in (('train', 8), ('val', 4), ('test', 0)):
@@ -365,6 +365,10 @@ def main(argv=None):
     parser.add_argument('--no-color', action='store_true', help='skip *_gtFine_color.png')
     parser.add_argument('-v', '--verbose', action='store_true')
     args = parser.parse_args(argv)
+    for flag, minimum in (('train', 0), ('val', 0), ('test', 0), ('height', 32), ('width', 32),
+                          ('seed', 0)):
+        if getattr(args, flag) < minimum:
+            parser.error('--{} must be >= {}, got {}'.format(flag, minimum, getattr(args, flag)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format='%(message)s')
     kw = dict(height=args.height, width=args.width, seed=args.seed, splits=[
         (s, n) for s, n in (('train', args.train), ('val', args.val), ('test', args.test)) if n > 0])
@@ -380,5 +384,10 @@ def main(argv=None):
     return 0
 
 
+def cli():
+    """Console entry point ``gluonpan-synthetic``: :func:`main` under the one-line error rule."""
+    run_cli(main)
+
+
 if __name__ == '__main__':
-    raise SystemExit(main())
+    cli()

@@ -5,9 +5,12 @@ A loaded sample carries a *segment index map*: ``seg_index[y, x] = i`` means the
 ids (which reach 256**3 on COCO) makes every later step (resizing, cropping, targets) cheap and
 dataset-independent.
 """
+import collections
+
 import numpy as np
 
-from .categories import IGNORE_LABEL
+from ..errors import DataError
+from .categories import IGNORE_LABEL, MAX_PANOPTIC_ID, short_list
 
 __all__ = ['segment_index', 'panoptic_targets', 'segment_tables']
 
@@ -31,17 +34,22 @@ def segment_index(pan_ids, segments_info, where=''):
 
     Raises
     ------
-    ValueError
+    DataError
         If the PNG holds an id that the JSON does not list, or the JSON lists a segment that is
-        not in the PNG, or ids repeat.
+        not in the PNG, or ids repeat, are 0 (void) or out of range (a ``ValueError``).
     """
     ids = [int(s['id']) for s in segments_info]
     if len(set(ids)) != len(ids):
-        raise ValueError('{}: duplicate segment ids in segments_info: {}'.format(where, ids))
+        raise DataError('{}: duplicate segment ids in segments_info: {}'.format(
+            where, short_list(sorted(i for i, n in collections.Counter(ids).items() if n > 1))))
     if len(ids) >= np.iinfo(np.uint16).max:
-        raise ValueError('{}: too many segments ({})'.format(where, len(ids)))
+        raise DataError('{}: too many segments ({})'.format(where, len(ids)))
     if 0 in ids:
-        raise ValueError('{}: segment id 0 is reserved for void'.format(where))
+        raise DataError('{}: segment id 0 is reserved for void'.format(where))
+    bad = [i for i in ids if not 0 < i < MAX_PANOPTIC_ID]
+    if bad:
+        raise DataError('{}: segment id(s) {} out of range [1, 256**3)'.format(
+            where, short_list(bad)))
     max_id = int(pan_ids.max(initial=0))
     lut = np.zeros(max(max_id, max(ids, default=0)) + 1, dtype=np.uint16)
     lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint16)
@@ -49,13 +57,13 @@ def segment_index(pan_ids, segments_info, where=''):
     unknown = (index == 0) & (pan_ids != 0)
     if unknown.any():
         bad = np.unique(pan_ids[unknown])
-        raise ValueError('{}: panoptic PNG holds segment id(s) {} that segments_info does not '
-                         'list (listed: {})'.format(where, bad[:10].tolist(), ids))
+        raise DataError('{}: panoptic PNG holds segment id(s) {} that segments_info does not '
+                        'list (listed: {})'.format(where, short_list(bad), short_list(ids)))
     present = np.bincount(index.ravel(), minlength=len(ids) + 1)
     missing = [ids[i] for i in range(len(ids)) if present[i + 1] == 0]
     if missing:
-        raise ValueError('{}: segments_info lists segment id(s) {} that the panoptic PNG does not '
-                         'contain'.format(where, missing))
+        raise DataError('{}: segments_info lists segment id(s) {} that the panoptic PNG does not '
+                        'contain'.format(where, short_list(missing)))
     return index
 
 

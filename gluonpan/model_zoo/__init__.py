@@ -1,8 +1,8 @@
 """gluonpan model zoo: ``get_model(name, ...)``, ``get_model_list()``; importing it registers every
 builder."""
-from .model_zoo import count_parameters, get_model, get_model_list, register_model
+from .model_zoo import count_parameters, get_model, get_model_list, model_options, register_model
 from . import panoptic_fpn  # noqa: F401  (registers the Panoptic FPN builders)
 from .panoptic_fpn import PanopticFPN, combine_instances_and_semantics, predict_panoptic
 
-__all__ = ['count_parameters', 'get_model', 'get_model_list', 'register_model', 'PanopticFPN',
+__all__ = ['count_parameters', 'get_model', 'get_model_list', 'model_options', 'register_model', 'PanopticFPN',
            'combine_instances_and_semantics', 'predict_panoptic']

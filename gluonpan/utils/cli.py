@@ -1,5 +1,6 @@
-"""What the train / eval / demo scripts share: contexts, datasets and model names from flags, and
-one evaluation routine (predict, write official-format files and overlays, print the PQ tables)."""
+"""What the train / eval / demo scripts share: contexts, datasets and model names from flags, their
+checks (every bad flag is a one-line usage error, see :mod:`gluonpan.errors`), and one evaluation
+routine (predict, write official-format files and overlays, print the PQ tables)."""
 import json
 import logging
 import os
@@ -9,7 +10,9 @@ from mxnet.gluon.data import DataLoader
 
 from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
 from ..data.synthetic import ensure_cityscapes
+from ..errors import DataError, UsageError, read_json
 from ..model_zoo.panoptic_fpn import predict_panoptic
+from .checkpoint import atomic_write_json
 from .engine import evaluate
 from .metrics import PanopticQuality, format_results
 from .panoptic_writer import PanopticWriter, imwrite_rgb
@@ -17,7 +20,8 @@ from .visualize import panoptic_overlay
 
 __all__ = ['DATASETS', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
-           'fusion_kwargs']
+           'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
+           'check_pretrained']
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +32,81 @@ DATASETS = {'citys': ('citys', '~/.mxnet/datasets/citys'),
 
 
 def parse_ctx(gpus, cpu_contexts=1):
-    """``--gpus 0,1`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''`` -> ``cpu_contexts`` CPU contexts."""
+    """``--gpus 0,1`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''`` -> ``cpu_contexts`` CPU contexts.
+
+    Raises
+    ------
+    UsageError
+        Ids that are not non-negative integers, repeated, or beyond the GPUs MXNet sees.
+    """
     ids = [g.strip() for g in str(gpus).split(',') if g.strip()]
+    if not ids:
+        return [mx.cpu(i) for i in range(cpu_contexts)]
+    if not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+        raise UsageError("--gpus takes distinct comma-separated GPU ids >= 0, or '' for the CPU; "
+                         "got {!r}".format(gpus))
+    available = mx.context.num_gpus()
+    beyond = [int(i) for i in ids if int(i) >= available]
+    if beyond:
+        raise UsageError("--gpus {}: MXNet sees {} GPU(s){}; use --gpus '' for the CPU".format(
+            gpus, available, ' (this MXNet build or machine has none)' if not available else
+            ', ids 0..{}'.format(available - 1)))
+    return [mx.gpu(int(i)) for i in ids]
+
+
+def flag_name(dest):
+    """``'batch_size'`` -> ``'--batch-size'`` (the flag that sets an argparse destination)."""
+    return '--' + dest.replace('_', '-')
+
+
+def apply_config(parser, argv):
+    """Make the keys of ``--config FILE`` (a JSON object of flag destinations) the parser's
+    defaults, so that flags given on the command line win; bad files are usage errors."""
+    config = parser.parse_known_args(argv)[0].config
+    if not config:
+        return
+    defaults = read_json(config, '--config file', error=UsageError)
+    if not isinstance(defaults, dict):
+        parser.error('--config {}: expected a JSON object of flag values, got {}'.format(
+            config, type(defaults).__name__))
+    unknown = sorted(set(defaults) - {a.dest for a in parser._actions} - {'config'})
+    if unknown:
+        parser.error('--config {}: unknown keys {}'.format(config, unknown))
+    parser.set_defaults(**{k: json.dumps(v) if k == 'model_kwargs' and not isinstance(v, str)
+                           else v for k, v in defaults.items()})
+
+
+def check_minimums(parser, args, minimums):
+    """``parser.error`` naming the flag when ``args.<dest>`` is not a number ``>= minimum``.
+
+    Checked after parsing, so that values from ``--config`` (which argparse does not convert) are
+    checked too.  A minimum given as a float means "strictly greater than" it.
+    """
+    for dest, minimum in minimums.items():
+        value = getattr(args, dest, None)
+        strict = isinstance(minimum, float)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value != value or (value <= minimum if strict else value < minimum):
+            parser.error('{} must be a number {} {}, got {!r}'.format(
+                flag_name(dest), '>' if strict else '>=', minimum, value))
+
+
+def parse_model_kwargs(parser, text, model, flag='--model-kwargs'):
+    """``--model-kwargs`` JSON -> dict, checked against the options of zoo model ``model``."""
+    from ..model_zoo import model_options
     try:
-        return [mx.gpu(int(i)) for i in ids] or [mx.cpu(i) for i in range(cpu_contexts)]
-    except ValueError:
-        raise ValueError("--gpus takes comma-separated GPU ids or '' for the CPU, got {!r}"
-                         .format(gpus)) from None
+        kwargs = _model_kwargs(text, flag)
+    except UsageError as err:
+        parser.error(str(err))
+    try:
+        valid = model_options(model)
+    except UsageError as err:
+        parser.error(str(err))
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        parser.error('{}: unknown key(s) {} for {}; valid keys: {}'.format(
+            flag, ', '.join(unknown), model, ', '.join(valid)))
+    return kwargs
 
 
 def add_dataset_args(parser):
@@ -65,6 +137,9 @@ def get_dataset(args, split, transform=None):
     it is (so evaluating never rewrites the data a model was trained on).
     """
     root = os.path.expanduser(args.dataset_root or DATASETS[args.dataset][1])
+    if args.dataset != 'synthetic' and not os.path.isdir(root):
+        raise UsageError('--dataset-root {} does not exist (the {} dataset{})'.format(
+            root, args.dataset, ' root by default' if not args.dataset_root else ''))
     if args.dataset == 'coco':
         return COCOPanoptic(root, split, transform=transform)
     if args.dataset == 'synthetic':
@@ -73,11 +148,26 @@ def get_dataset(args, split, transform=None):
                                            .format(split)))
         if not made or any(v is not None for v in given.values()):
             opts = {k: v if v is not None else SYNTHETIC_DEFAULTS[k] for k, v in given.items()}
-            height, width = (int(v) for v in opts['synthetic_size'].lower().split('x'))
+            height, width = _synthetic_size(opts['synthetic_size'])
+            for key in ('synthetic_train', 'synthetic_val'):
+                if opts[key] < 1:
+                    raise UsageError('{} must be >= 1, got {}'.format(flag_name(key), opts[key]))
             ensure_cityscapes(root, splits=(('train', opts['synthetic_train']),
                                             ('val', opts['synthetic_val'])),
                               height=height, width=width)
     return CityscapesPanoptic(root, split, transform=transform)
+
+
+def _synthetic_size(text):
+    """``'256x512'`` -> ``(256, 512)``, both positive multiples of 32 (a usage error otherwise)."""
+    try:
+        height, width = (int(v) for v in str(text).lower().split('x'))
+    except ValueError:
+        height = width = 0
+    if height < 32 or width < 32 or height % 32 or width % 32:
+        raise UsageError('--synthetic-size expects HxW, positive multiples of 32, got {!r}'
+                         .format(text))
+    return height, width
 
 
 #: fusion thresholds of the references (Cityscapes / COCO image sizes)
@@ -169,8 +259,7 @@ def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0
     logger.info('panoptic quality on %d images:\n%s', len(dataset), format_results(results))
     if writer is not None:
         writer.close()
-        with open(os.path.join(out_dir, 'pq.json'), 'w') as f:
-            json.dump(results, f, indent=1, default=float)
+        atomic_write_json(os.path.join(out_dir, 'pq.json'), results, indent=1, default=float)
         logger.info('predictions, pq.json and %d overlays written to %s', written[0], out_dir)
     return results
 
@@ -182,9 +271,24 @@ def add_model_args(parser):
     parser.add_argument('--pretrained', required=True,
                         help='a .params file (a training run\'s args.json beside it supplies '
                              '--network/--dataset/--model-kwargs) or a model-zoo name whose '
-                             'released weights are in the local store')
+                             'released weights are downloaded on first use')
     parser.add_argument('--model-kwargs', default=None,
                         help='JSON recipe overrides the weights were trained with')
+
+
+def check_pretrained(parser, args):
+    """``parser.error`` unless ``--pretrained`` is a file or a zoo name, and ``--model-kwargs``
+    (when given) a JSON object."""
+    from ..model_zoo import get_model_list
+    if not os.path.isfile(args.pretrained) and args.pretrained not in get_model_list():
+        parser.error('--pretrained {}: no such .params file{}'.format(
+            args.pretrained, ' (it is a folder)' if os.path.isdir(args.pretrained) else
+            ' nor model-zoo name'))
+    if args.model_kwargs is not None:
+        try:
+            _model_kwargs(args.model_kwargs, '--model-kwargs')
+        except UsageError as err:
+            parser.error(str(err))
 
 
 def run_args(pretrained):
@@ -192,8 +296,10 @@ def run_args(pretrained):
     path = os.path.join(os.path.dirname(os.path.abspath(pretrained)), 'args.json')
     if not os.path.isfile(pretrained) or not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        saved = json.load(f)
+    saved = read_json(path, "training run's arguments")
+    if not isinstance(saved, dict):
+        raise DataError("training run's arguments {} must be a JSON object, got {}".format(
+            path, type(saved).__name__))
     logger.info('training run arguments from %s: network %s, dataset %s, anchor sizes %s, '
                 'model_kwargs %s', path, saved.get('network'), saved.get('dataset'),
                 saved.get('anchor_sizes'), saved.get('model_kwargs'))
@@ -214,13 +320,25 @@ def load_model(args, ctx, saved=None, categories=None):
     coco = {'categories': categories} if categories is not None else {}
     if args.pretrained in get_model_list():
         return get_model(args.pretrained, pretrained=True, ctx=ctx,
-                         **dict(json.loads(args.model_kwargs or '{}'), **coco))
+                         **dict(_model_kwargs(args.model_kwargs, '--model-kwargs'), **coco))
     if not os.path.isfile(args.pretrained):
-        raise FileNotFoundError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
-                                .format(args.pretrained, ', '.join(get_model_list())))
+        raise UsageError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
+                         .format(args.pretrained, ', '.join(get_model_list())))
     network = saved.get('network', args.network)
-    kwargs = json.loads(args.model_kwargs or saved.get('model_kwargs') or '{}')
+    kwargs = _model_kwargs(args.model_kwargs, '--model-kwargs') if args.model_kwargs else \
+        _model_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
     if saved.get('anchor_sizes'):
         kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
     return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
                      **dict(kwargs, **coco))
+
+
+def _model_kwargs(text, where):
+    """A JSON object of model options (``None`` -> ``{}``); a usage error naming ``where``."""
+    try:
+        kwargs = json.loads(text) if isinstance(text, str) else (text or {})
+    except ValueError as err:
+        raise UsageError('{} is not valid JSON ({}): {!r}'.format(where, err, text)) from None
+    if not isinstance(kwargs, dict):
+        raise UsageError('{} must be a JSON object, got {!r}'.format(where, text))
+    return kwargs

@@ -24,14 +24,18 @@ from mxnet import autograd
 from tqdm import tqdm
 
 from ..data.batchify import split_and_load
+from ..errors import InputError
 
 __all__ = ['NonFiniteLossError', 'step_seed', 'train_one_epoch', 'fit', 'evaluate']
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(InputError, FloatingPointError):
     """A loss became NaN or infinite; training stopped before the step was applied.
+
+    An :class:`~gluonpan.errors.InputError` (exit status 1 from a script): the usual causes are the
+    data or the recipe (learning rate), and the step is logged with every loss before it is raised.
 
     Attributes
     ----------
@@ -40,6 +44,8 @@ class NonFiniteLossError(FloatingPointError):
     losses : OrderedDict
         Every named loss of that step (averaged over contexts).
     """
+
+    logged = True  # train_one_epoch logs it with the losses; a CLI need not repeat it
 
     def __init__(self, epoch, iteration, losses):
         self.epoch, self.iteration, self.losses = epoch, iteration, losses
@@ -212,12 +218,13 @@ def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_b
 
 
 def fit(net, trainer, make_loader, ctx_list, lr_scheduler, epochs, start_epoch=0, start_batch=0,
-        checkpoint=None, save_interval=0, val_fn=None, val_interval=1, **kwargs):
+        checkpoint=None, save_interval=0, val_fn=None, val_interval=1, val_done=None, **kwargs):
     """Train from ``(start_epoch, start_batch)`` to the end of epoch ``epochs - 1``.
 
     After every epoch a checkpoint is saved (a numbered one that is never pruned every
     ``save_interval`` epochs), then ``val_fn(epoch)`` runs every ``val_interval`` epochs and after the
-    last one.
+    last one.  The checkpoint comes first, so a run killed during a validation resumes at the epoch's
+    end: when ``val_done(epoch)`` says that validation was not recorded, it is run again first.
 
     Parameters
     ----------
@@ -233,11 +240,23 @@ def fit(net, trainer, make_loader, ctx_list, lr_scheduler, epochs, start_epoch=0
         Keep the end-of-epoch checkpoint of every this many epochs (0: only rolling ones).
     val_fn : callable, optional
     val_interval : int, default 1
+    val_done : callable, optional
+        ``val_done(epoch) -> bool``: the validation after 0-based ``epoch`` was recorded (e.g. its
+        line is in the validation history).  Default: assume it was.
     **kwargs
         Passed to :func:`train_one_epoch` (``seed``, ``rank``, ``num_workers``, ``log_interval``,
         ``ckpt_interval``, ``progress``); ``net``, ``trainer``, ``ctx_list`` and ``lr_scheduler``
         are as there.
     """
+    def due(epoch):
+        return val_fn is not None and bool(val_interval) and \
+            ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs)
+
+    last = start_epoch - 1  # the epoch a checkpoint at an epoch boundary closed
+    if start_batch == 0 and last >= 0 and due(last) and val_done is not None and not val_done(last):
+        logger.info('the validation after epoch %d was not recorded (interrupted); running it now',
+                    last + 1)
+        val_fn(last)
     for epoch in range(start_epoch, epochs):
         loader = make_loader(epoch, start_batch)
         num_batches = start_batch + len(loader)
@@ -248,8 +267,7 @@ def fit(net, trainer, make_loader, ctx_list, lr_scheduler, epochs, start_epoch=0
         if checkpoint is not None:
             keep = bool(save_interval) and (epoch + 1) % save_interval == 0
             checkpoint.save(epoch + 1, 0, (epoch + 1) * num_batches, keep=keep)
-        if val_fn is not None and val_interval and \
-                ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs):
+        if due(epoch):
             val_fn(epoch)
 
 

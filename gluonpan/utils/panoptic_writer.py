@@ -4,14 +4,14 @@ The output is what ``cityscapesscripts``' ``evalPanopticSemanticLabeling`` (``cs
 Labeling --prediction-json-file ... --prediction-folder ...``) and COCO's ``pq_compute`` accept
 unchanged, and what ``python -m gluonpan.evaluate`` reads.
 """
-import json
 import os
 
 import cv2
 import numpy as np
 
 from ..data.categories import id2rgb
-from .checkpoint import atomic_write
+from ..errors import UnreadableFileError
+from .checkpoint import atomic_write, atomic_write_json
 
 __all__ = ['PanopticWriter', 'prediction_file_name', 'json_value', 'imwrite_rgb']
 
@@ -24,9 +24,17 @@ def prediction_file_name(image_id):
 
 
 def imwrite_rgb(path, rgb):
-    """Write an ``(H, W, 3)`` uint8 RGB image; a failed write raises, naming the file."""
-    if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
-        raise IOError('could not write image {}'.format(path))
+    """Write an ``(H, W, 3)`` uint8 RGB image atomically (a reader or a killed writer never leaves
+    half a file); the format follows the extension; a failed write raises, naming the file."""
+    ok, data = cv2.imencode(os.path.splitext(path)[1] or '.png',
+                            np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise UnreadableFileError('could not encode image {}'.format(path))
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data.tobytes())
+    atomic_write(path, write)
 
 
 def json_value(key, value):
@@ -84,9 +92,5 @@ class PanopticWriter(object):
         data = {'annotations': self.annotations}
         if self.categories is not None:
             data['categories'] = self.categories.to_json()
-
-        def write(tmp):
-            with open(tmp, 'w') as f:
-                json.dump(data, f)
-        atomic_write(self.json_file, write)
+        atomic_write_json(self.json_file, data)
         return self.json_file

@@ -3,16 +3,16 @@
     python scripts/panoptic/demo_panoptic_fpn.py --pretrained runs/x/model-final.params \\
         --images street.png more_images/ --out-dir demo_out
 """
-import argparse
-import json
 import logging
 import os
 
 import gluonpan
 from gluonpan.data.categories import id2rgb
 from gluonpan.data.io import read_image
-from gluonpan.utils.cli import (DATASETS, add_fusion_args, add_model_args, fusion_kwargs,
-                                load_model, parse_ctx, run_args)
+from gluonpan.errors import ArgumentParser, DataError, InputError, run_cli
+from gluonpan.utils.checkpoint import atomic_write_json
+from gluonpan.utils.cli import (DATASETS, add_fusion_args, add_model_args, check_pretrained,
+                                fusion_kwargs, load_model, parse_ctx, run_args)
 from gluonpan.utils.logger import setup_logger
 from gluonpan.utils.panoptic_writer import imwrite_rgb, json_value
 from gluonpan.utils.visualize import panoptic_overlay
@@ -22,7 +22,7 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 def parse_args(argv=None):
     """Command-line arguments of the demo."""
-    p = argparse.ArgumentParser(description='Panoptic FPN demo.')
+    p = ArgumentParser(description='Panoptic FPN demo.')
     add_model_args(p)
     p.add_argument('--dataset', choices=sorted(DATASETS), default=None,
                    help="the category set the model was trained on (default: the training run's, "
@@ -33,7 +33,14 @@ def parse_args(argv=None):
     p.add_argument('--out-dir', default='demo_out')
     p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")
     add_fusion_args(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_pretrained(p, args)
+    missing = [path for path in args.images if not os.path.exists(path)]
+    if missing:
+        p.error('--images: no such file or folder: {}'.format(', '.join(missing)))
+    if args.categories_json is not None and not os.path.isfile(args.categories_json):
+        p.error('--categories-json {}: no such file'.format(args.categories_json))
+    return args
 
 
 def list_images(paths):
@@ -46,8 +53,22 @@ def list_images(paths):
         else:
             files.append(path)
     if not files:
-        raise FileNotFoundError('no images found in {}'.format(paths))
+        raise DataError('--images {}: no {} images there'.format(' '.join(paths),
+                                                                  '/'.join(IMAGE_EXTS)))
     return files
+
+
+def segment_image(net, path, out_dir, thresholds):
+    """Read, segment and write one image -> (output stem, segments_info)."""
+    image = read_image(path, allow_gray=True)
+    pan_ids, segments = gluonpan.predict(net, image, **thresholds)
+    stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+    imwrite_rgb(stem + '_panoptic.png', id2rgb(pan_ids))
+    atomic_write_json(stem + '_panoptic.json', {
+        'file_name': os.path.basename(path),
+        'segments_info': [{k: json_value(k, v) for k, v in s.items()} for s in segments]})
+    imwrite_rgb(stem + '_overlay.png', panoptic_overlay(image, pan_ids, segments, net.categories))
+    return stem, segments
 
 
 def main(argv=None):
@@ -59,23 +80,23 @@ def main(argv=None):
     net = load_model(args, parse_ctx(args.gpus)[:1], saved, args.categories_json)
     net.hybridize(static_alloc=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    outputs = []
+    outputs, failed = [], []
     for path in list_images(args.images):
-        image = read_image(path, allow_gray=True)
-        pan_ids, segments = gluonpan.predict(net, image, **fusion_kwargs(args, saved))
-        stem = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0])
-        imwrite_rgb(stem + '_panoptic.png', id2rgb(pan_ids))
-        with open(stem + '_panoptic.json', 'w') as f:
-            json.dump({'file_name': os.path.basename(path),
-                       'segments_info': [{k: json_value(k, v) for k, v in s.items()}
-                                         for s in segments]}, f)
-        imwrite_rgb(stem + '_overlay.png', panoptic_overlay(image, pan_ids, segments, net.categories))
+        try:
+            stem, segments = segment_image(net, path, args.out_dir, fusion_kwargs(args, saved))
+        except InputError as err:  # one unreadable image does not stop the others
+            logging.warning('skipped %s', err)
+            failed.append(path)
+            continue
         names = [net.categories.by_id[s['category_id']]['name'] for s in segments if s['isthing']]
         logging.info('%s: %d segments (%d instances: %s) -> %s_overlay.png', path, len(segments),
                      len(names), ', '.join(names) or 'none', stem)
         outputs.append(stem)
+    if failed:
+        raise DataError('{} of {} images could not be segmented: {} (see the warnings above)'
+                        .format(len(failed), len(failed) + len(outputs), ', '.join(failed)))
     return outputs
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -7,7 +7,6 @@ Writes ``{save-dir}/panoptic_pred.json`` + ``{save-dir}/panoptic_pred/*.png`` (a
 cityscapesscripts' ``csEvalPanopticSemanticLabeling`` and by ``python -m gluonpan.evaluate``),
 ``pq.json`` and overlay PNGs, and prints the per-class and All/Things/Stuff tables.
 """
-import argparse
 import json
 import logging
 import os
@@ -15,15 +14,16 @@ import os
 import cv2
 
 from gluonpan.data import PanopticValTransform
+from gluonpan.errors import ArgumentParser, run_cli
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, add_model_args,
-                                evaluate_panoptic, fusion_kwargs, get_dataset, load_model,
-                                parse_ctx, run_args)
+                                check_minimums, check_pretrained, evaluate_panoptic,
+                                fusion_kwargs, get_dataset, load_model, parse_ctx, run_args)
 from gluonpan.utils.logger import setup_logger
 
 
 def parse_args(argv=None):
     """Command-line arguments of the evaluation."""
-    p = argparse.ArgumentParser(description='Evaluate Panoptic FPN.')
+    p = ArgumentParser(description='Evaluate Panoptic FPN.')
     add_model_args(p)
     add_dataset_args(p)
     p.add_argument('--split', default='val')
@@ -34,6 +34,8 @@ def parse_args(argv=None):
     add_fusion_args(p)
     p.add_argument('--no-hybridize', action='store_true')
     args = p.parse_args(argv)
+    check_minimums(p, args, {'num_workers': 0, 'overlays': 0})
+    check_pretrained(p, args)
     if args.save_dir is None:
         base = os.path.dirname(os.path.abspath(args.pretrained)) \
             if os.path.isfile(args.pretrained) else os.path.join('runs', args.pretrained)
@@ -61,4 +63,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -9,35 +9,47 @@ Cityscapes recipe (8 GPUs)::
 The built-in synthetic dataset on the CPU (generated on first use), <= 10 minutes on 2 cores::
 
     OMP_NUM_THREADS=2 python scripts/panoptic/train_panoptic_fpn.py \
-        --config scripts/panoptic/configs/synthetic_quick.json  ``--resume`` continues the newest
-checkpoint in ``--save-dir`` exactly where it stopped (mid-epoch too).
+        --config scripts/panoptic/configs/synthetic_quick.json
+
+``--resume`` continues the newest intact checkpoint in ``--save-dir`` exactly where it stopped
+(mid-epoch too, and an interrupted validation is run again); it is an error when there is none.
+``--resume auto`` resumes if there is a checkpoint and starts fresh otherwise; ``--resume FILE``
+takes one checkpoint.  Without ``--resume`` a ``--save-dir`` that holds a run is refused.
 """
 import mxnet as mx  # noqa: I001  (first: it turns a parameter-server process into a server)
 
-import argparse
 import json
 import logging
 import os
-import sys
 
 import cv2
 from mxnet import gluon
 
 from gluonpan.data import (EpochSampler, PanopticTrainTransform, PanopticValTransform,
                            train_batchify)
-from gluonpan.model_zoo import get_model
+from gluonpan.errors import ArgumentParser, UsageError, run_cli
+from gluonpan.model_zoo import get_model, get_model_list
 from gluonpan.nn.anchors import FPNAnchors
-from gluonpan.utils.checkpoint import CheckpointManager, atomic_write
-from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, evaluate_panoptic,
-                                fusion_kwargs, get_dataset, model_name, parse_ctx)
+from gluonpan.utils.checkpoint import (CheckpointManager, ValidationHistory, atomic_write,
+                                       atomic_write_json, checkpoint_records, remove_temp_files)
+from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, apply_config, check_minimums,
+                                evaluate_panoptic, fusion_kwargs, get_dataset, model_name,
+                                parse_ctx, parse_model_kwargs)
 from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
-from gluonpan.utils.engine import NonFiniteLossError, fit
+from gluonpan.utils.engine import fit
 from gluonpan.utils.logger import setup_logger
 from gluonpan.utils.lr_scheduler import WarmupStepLR, parse_epochs
 
 NORM_LAYERS = {'frozen': None, 'bn': gluon.nn.BatchNorm}
 #: parameters gluoncv's and Detectron2's recipes keep fixed on an ImageNet backbone
 FROZEN_WITH_PRETRAINED_BASE = r'resnetv1b_(conv0_|layers1_|down1_|.*batchnorm).*'
+#: smallest value of each numeric flag (a float: strictly greater)
+MINIMUMS = {'batch_size': 1, 'epochs': 1, 'num_workers': 0, 'cpu_contexts': 1, 'lr': 0.0,
+            'lr_decay': 0.0, 'lr_warmup': 0, 'lr_warmup_factor': 0.0, 'wd': 0, 'momentum': 0,
+            'log_interval': 0, 'save_interval': 0, 'ckpt_interval': 0, 'val_interval': 0,
+            'val_overlays': 0, 'seed': 0}
+#: arguments that describe how a run was started, not the run (left out of args.json)
+VOLATILE_ARGS = ('resume', 'debug')
 
 
 def _numbers(parser, flag, text, sep, kind, count=None):
@@ -54,7 +66,7 @@ def _numbers(parser, flag, text, sep, kind, count=None):
 
 def parse_args(argv=None):
     """Command line (with ``--config`` defaults) -> checked arguments."""
-    p = argparse.ArgumentParser(description='Train Panoptic FPN.')
+    p = ArgumentParser(description='Train Panoptic FPN.')
     p.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
     add_dataset_args(p)
     p.add_argument('--gpus', default='0', help="GPU ids, e.g. 0,1,2,3; '' for the CPU")
@@ -75,7 +87,7 @@ def parse_args(argv=None):
     p.add_argument('--norm-layer', choices=sorted(NORM_LAYERS), default='frozen',
                    help='backbone norm: frozen BN (with --pretrained-base) or trainable BN (scratch)')
     p.add_argument('--pretrained-base', action='store_true',
-                   help='ImageNet backbone from the local model store ($MXNET_HOME/models)')
+                   help="gluoncv's ImageNet backbone ($MXNET_HOME/models, downloaded on first use)")
     p.add_argument('--anchor-sizes', default='32,64,128,256,512', help='anchor size on P2..P6')
     add_fusion_args(p)
     p.add_argument('--model-kwargs', default='{}',
@@ -87,41 +99,73 @@ def parse_args(argv=None):
     p.add_argument('--val-interval', type=int, default=10, help='evaluate PQ every N epochs')
     p.add_argument('--val-overlays', type=int, default=4, help='overlay PNGs after the last epoch')
     p.add_argument('--save-dir', default=None, help='default: runs/<model name>')
-    p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint')
+    p.add_argument('--resume', nargs='?', const=True, default=None, metavar='auto|CHECKPOINT',
+                   help='continue the run in --save-dir from its newest intact checkpoint (an '
+                        'error if there is none); "auto": resume if possible, else start fresh; '
+                        'a checkpoint .json/.params: resume from that one')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--kv-store', default='device', choices=KVSTORES)
     p.add_argument('--no-hybridize', action='store_true')
     p.add_argument('--config', default=None,
                    help='JSON file of flag defaults (a recipe, e.g. scripts/panoptic/configs/'
                         'synthetic_quick.json); flags given on the command line win')
-    config = p.parse_known_args(argv)[0].config
-    if config:
-        with open(config) as f:
-            defaults = json.load(f)
-        unknown = sorted(set(defaults) - {a.dest for a in p._actions})
-        if unknown:
-            p.error('{}: unknown keys {}'.format(config, unknown))
-        p.set_defaults(**{k: json.dumps(v) if k == 'model_kwargs' and not isinstance(v, str)
-                          else v for k, v in defaults.items()})
+    apply_config(p, argv)
     args = p.parse_args(argv)
-    if args.seed < 0:
-        p.error('--seed must be >= 0')
+    check_minimums(p, args, MINIMUMS)
     args.crop = _numbers(p, '--crop-size', args.crop_size, 'x', int, 2)
+    if min(args.crop) < 32 or any(v % 32 for v in args.crop):
+        p.error('--crop-size {!r}: height and width must be positive multiples of 32 (the FPN '
+                'stride)'.format(args.crop_size))
     args.scales = _numbers(p, '--scale-range', args.scale_range, ',', float, 2)
+    if not 0 < args.scales[0] <= args.scales[1]:
+        p.error('--scale-range {!r} must be LOW,HIGH with 0 < LOW <= HIGH'.format(args.scale_range))
     args.anchors = _numbers(p, '--anchor-sizes', args.anchor_sizes, ',', int, 5)
     try:
-        json.loads(args.model_kwargs)
+        parse_epochs(str(args.lr_decay_epoch))
     except ValueError as err:
-        p.error('--model-kwargs is not valid JSON ({}): {!r}'.format(err, args.model_kwargs))
+        p.error('--lr_decay_epoch {!r}: {}'.format(args.lr_decay_epoch, err))
     args.dataset = args.dataset or 'citys'
     args.model = model_name(args.network, args.dataset)
+    if args.model not in get_model_list():
+        p.error('--network {} with --dataset {}: no model {} (models: {})'.format(
+            args.network, args.dataset, args.model, ', '.join(get_model_list())))
+    parse_model_kwargs(p, args.model_kwargs, args.model)
+    if isinstance(args.resume, str) and args.resume != 'auto' and not os.path.exists(args.resume):
+        p.error('--resume {}: no such checkpoint file or folder'.format(args.resume))
     args.save_dir = args.save_dir or os.path.join('runs', args.model)
     return args
 
 
+def check_run_dir(args):
+    """Refuse to start a fresh run over one in ``--save-dir``, or to ``--resume`` nothing.
+
+    Returns
+    -------
+    str or None
+        What :meth:`CheckpointManager.load` takes: ``''`` for the newest checkpoint in the
+        folder, a checkpoint path, or ``None`` for a fresh start.
+    """
+    records = checkpoint_records(args.save_dir, args.model)
+    final = os.path.join(args.save_dir, '{}-final.params'.format(args.model))
+    if args.resume is None:
+        if records or os.path.exists(final):
+            raise UsageError('--save-dir {} already holds a training run ({}); add --resume to '
+                             'continue it, or choose another --save-dir'.format(
+                                 args.save_dir, os.path.basename((records or [final])[0])))
+        return None
+    if args.resume is True and not records:
+        raise UsageError('--resume: no checkpoint {}-*.json in {} to resume from (use --resume '
+                         'auto to start fresh when there is none)'.format(
+                             args.model, os.path.abspath(args.save_dir)))
+    if args.resume in (True, 'auto'):
+        return '' if records else None
+    return args.resume
+
+
 def build_net(args, ctx, per_device, categories):
     """The zoo model of ``--network``/``--dataset`` with the recipe overrides, hybridized."""
-    kwargs = json.loads(args.model_kwargs)
+    kwargs = json.loads(args.model_kwargs) if isinstance(args.model_kwargs, str) \
+        else dict(args.model_kwargs)
     if args.dataset == 'coco':
         kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
     norm = NORM_LAYERS[args.norm_layer]
@@ -141,17 +185,20 @@ def build_net(args, ctx, per_device, categories):
 def main(argv=None):
     """Train (or resume), validate every ``--val-interval`` epochs; returns the network."""
     args = parse_args(argv)
+    resume_from = check_run_dir(args)
     kvstore, rank, num_workers = create_kvstore(args.kv_store)
     setup_logger(os.path.join(args.save_dir, 'train.log'), rank=rank if num_workers > 1 else None)
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
+    run_record = {k: v for k, v in vars(args).items() if k not in VOLATILE_ARGS}
     if rank == 0:
         os.makedirs(args.save_dir, exist_ok=True)
-        with open(os.path.join(args.save_dir, 'args.json'), 'w') as f:
-            json.dump(vars(args), f, indent=1, sort_keys=True)
+        remove_temp_files(args.save_dir)
+        atomic_write_json(os.path.join(args.save_dir, 'args.json'), run_record, indent=1,
+                          sort_keys=True)
     cv2.setNumThreads(1)
     ctx = parse_ctx(args.gpus, args.cpu_contexts)
-    if args.batch_size < 1 or args.batch_size % len(ctx):
-        raise ValueError('--batch-size {} must be a positive multiple of the {} contexts {}'
+    if args.batch_size % len(ctx):
+        raise UsageError('--batch-size {} must be a multiple of the {} contexts {}'
                          .format(args.batch_size, len(ctx), ctx))
     mx.random.seed(args.seed)
     if rank > 0:
@@ -168,8 +215,8 @@ def main(argv=None):
                            part_index=rank)
     iters_per_epoch = len(sampler) // args.batch_size
     if iters_per_epoch < 1:
-        raise ValueError('{} training images per worker give no batch of {}'
-                         .format(len(sampler), args.batch_size))
+        raise UsageError('--batch-size {}: the {} training images per worker give no full batch'
+                         .format(args.batch_size, len(sampler)))
 
     def make_loader(epoch, start_batch):
         """The batches of ``epoch`` from ``start_batch`` on (the engine's resume contract)."""
@@ -182,31 +229,30 @@ def main(argv=None):
                             parse_epochs(args.lr_decay_epoch), args.lr_decay)
     trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd, args.momentum)
     ckpt = CheckpointManager(args.save_dir, args.model, net, trainer, schedule, args.seed,
-                             vars(args), ctx=ctx, enabled=rank == 0)
-    record = ckpt.load() if args.resume else None
+                             run_record, ctx=ctx, enabled=rank == 0)
+    record = ckpt.load(resume_from or None) if resume_from is not None else None
     sampler.seed = ckpt.seed  # a resumed run keeps its saved seed for the data order too
     start = (record['epoch'], record['iteration']) if record else (0, 0)
-    history = os.path.join(args.save_dir, 'val_history.jsonl')
+    history = ValidationHistory(os.path.join(args.save_dir, 'val_history.jsonl'))
 
     def validate(epoch):
-        """PQ on the val split (files and overlays after the last epoch); one line per call in
-        val_history.jsonl."""
+        """PQ on the val split (files and overlays after the last epoch); its line in
+        val_history.jsonl is written last, as the validation's commit."""
         last = epoch + 1 == args.epochs
         res = evaluate_panoptic(net, val_set, ctx, out_dir=os.path.join(args.save_dir, 'val')
                                 if last else None, overlays=args.val_overlays if last else 0,
                                 **fusion_kwargs(args))
-        with open(history, 'a') as f:
-            f.write(json.dumps({'epoch': epoch + 1, 'PQ': res['All']['pq'], 'SQ': res['All']['sq'],
-                                'RQ': res['All']['rq'], 'PQ_th': res['Things']['pq'],
-                                'PQ_st': res['Stuff']['pq'], 'mIoU': res['mIoU']}) + '\n')
+        history.record(epoch, {'PQ': res['All']['pq'], 'SQ': res['All']['sq'],
+                               'RQ': res['All']['rq'], 'PQ_th': res['Things']['pq'],
+                               'PQ_st': res['Stuff']['pq'], 'mIoU': res['mIoU']})
         logging.info('[Epoch %d] validation PQ %.1f (things %.1f, stuff %.1f), mIoU %.1f',
                      epoch + 1, 100 * res['All']['pq'], 100 * res['Things']['pq'],
                      100 * res['Stuff']['pq'], 100 * res['mIoU'])
 
     fit(net, trainer, make_loader, ctx, schedule, args.epochs, *start, checkpoint=ckpt,
         save_interval=args.save_interval, val_fn=validate if rank == 0 else None,
-        val_interval=args.val_interval, seed=ckpt.seed, rank=rank, num_workers=num_workers,
-        log_interval=args.log_interval, ckpt_interval=args.ckpt_interval)
+        val_interval=args.val_interval, val_done=history.done, seed=ckpt.seed, rank=rank,
+        num_workers=num_workers, log_interval=args.log_interval, ckpt_interval=args.ckpt_interval)
     if rank == 0:
         final = os.path.join(args.save_dir, '{}-final.params'.format(args.model))
         atomic_write(final, net.save_parameters)
@@ -215,7 +261,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except NonFiniteLossError:  # already logged with every named loss; the checkpoint is intact
-        sys.exit(1)
+    run_cli(main)

@@ -8,7 +8,8 @@ from gluoncv.model_zoo.resnetv1b import resnet18_v1b, resnet50_v1b, resnet101_v1
 from ...data.categories import PanopticCategories, cityscapes_categories, coco_categories_from_json
 from ...nn.backbone import ResNetV1bFeatures
 from ..model_store import get_backbone_file, get_model_file
-from ..model_zoo import register_model
+from ...errors import MissingFileError
+from ..model_zoo import keyword_names, load_parameters, register_model
 from .panoptic_fpn import build_panoptic_fpn
 
 __all__ = ['get_panoptic_fpn', 'resnet_v1b_backbone']
@@ -50,7 +51,7 @@ def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_ba
     :func:`build_panoptic_fpn`.
     """
     if isinstance(pretrained, str) and not os.path.isfile(pretrained):
-        raise FileNotFoundError('pretrained={!r}: no such .params file'.format(pretrained))
+        raise MissingFileError('pretrained={!r}: no such .params file'.format(pretrained))
     net = build_panoptic_fpn(resnet_v1b_backbone(backbone, norm_layer, norm_kwargs), categories,
                              **kwargs)
     net.initialize(ctx=ctx)
@@ -58,10 +59,15 @@ def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_ba
     net.backbone(mx.nd.zeros((1, 3, 32, 32), ctx=first))  # deferred shapes, on every context
     if pretrained:
         path = pretrained if isinstance(pretrained, str) else get_model_file(name, root)
-        net.load_parameters(path, ctx=ctx)
+        load_parameters(net, path, ctx, name)
     elif pretrained_base:
         net.backbone.load_parameters(get_backbone_file(backbone, root), ctx=ctx, ignore_extra=True)
     return net
+
+
+#: recipe options of every Panoptic FPN builder (what get_model checks ``**kwargs`` against)
+OPTIONS = (keyword_names(get_panoptic_fpn, build_panoptic_fpn)
+           - {'name', 'backbone', 'categories'})
 
 
 def _coco_categories(categories):
@@ -78,28 +84,28 @@ def _coco_categories(categories):
     return categories
 
 
-@register_model
+@register_model(options=OPTIONS)
 def panoptic_fpn_resnet18_v1b_citys(**kwargs):
     """Panoptic FPN, ResNet-18-v1b, Cityscapes (8 things, 11 stuff): a small model for CPU work."""
     return get_panoptic_fpn('panoptic_fpn_resnet18_v1b_citys', 'resnet18_v1b',
                             cityscapes_categories(), **kwargs)
 
 
-@register_model
+@register_model(options=OPTIONS)
 def panoptic_fpn_resnet50_v1b_citys(**kwargs):
     """Panoptic FPN, ResNet-50-v1b, Cityscapes (8 things, 11 stuff -> 12 semantic classes)."""
     return get_panoptic_fpn('panoptic_fpn_resnet50_v1b_citys', 'resnet50_v1b',
                             cityscapes_categories(), **kwargs)
 
 
-@register_model
+@register_model(options=OPTIONS)
 def panoptic_fpn_resnet101_v1b_citys(**kwargs):
     """Panoptic FPN, ResNet-101-v1b, Cityscapes (8 things, 11 stuff -> 12 semantic classes)."""
     return get_panoptic_fpn('panoptic_fpn_resnet101_v1b_citys', 'resnet101_v1b',
                             cityscapes_categories(), **kwargs)
 
 
-@register_model
+@register_model(options=OPTIONS)
 def panoptic_fpn_resnet50_v1b_coco(categories=None, **kwargs):
     """Panoptic FPN, ResNet-50-v1b, COCO (80 things, 53 stuff -> 54 semantic classes).
 
@@ -109,7 +115,7 @@ def panoptic_fpn_resnet50_v1b_coco(categories=None, **kwargs):
                             _coco_categories(categories), **kwargs)
 
 
-@register_model
+@register_model(options=OPTIONS)
 def panoptic_fpn_resnet101_v1b_coco(categories=None, **kwargs):
     """Panoptic FPN, ResNet-101-v1b, COCO (80 things, 53 stuff -> 54 semantic classes).
 

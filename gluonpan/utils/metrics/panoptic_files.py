@@ -6,7 +6,6 @@ format (integer image ids) are read; the format is detected from the ground trut
 changes nothing in the rules (see :mod:`.panoptic_quality`).
 """
 import ctypes
-import json
 import logging
 import multiprocessing
 import os
@@ -15,8 +14,9 @@ import time
 
 import numpy as np
 
-from ...data.categories import PanopticCategories
-from ...data.io import read_panoptic_ids
+from ...data.categories import PanopticCategories, short_list
+from ...data.io import read_panoptic_ids, read_panoptic_json
+from ...errors import DataError, MissingFileError, UnreadableFileError
 from .panoptic_quality import PQStats, panoptic_image_stats
 
 __all__ = ['read_panoptic_ids', 'load_panoptic_json', 'detect_format', 'evaluate_panoptic_files',
@@ -43,20 +43,34 @@ def retain_freed_memory():
         mallopt(_M_TRIM_THRESHOLD, 512 << 20)
 
 
-def load_panoptic_json(path):
-    """Load a panoptic JSON with ``annotations`` (and, for the ground truth, ``categories``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('missing panoptic JSON {}'.format(path))
-    with open(path) as f:
-        data = json.load(f)
-    if not isinstance(data, dict) or 'annotations' not in data:
-        raise KeyError('panoptic JSON {} has no "annotations"'.format(path))
-    for ann in data['annotations']:
-        for key in ('image_id', 'file_name', 'segments_info'):
-            if key not in ann:
-                raise KeyError('an annotation in {} lacks "{}": image_id {}'
-                               .format(path, key, ann.get('image_id')))
-    return data
+def load_panoptic_json(path, what='panoptic JSON', categories=None, need_categories=False):
+    """Load a panoptic JSON with ``annotations`` (and, for the ground truth, ``categories``).
+
+    Every annotation and segment is checked (:func:`gluonpan.data.io.check_annotations`): a
+    problem is one :class:`~gluonpan.errors.DataError` naming the file, image id and segment id.
+    ``categories`` (valid category ids) also checks every segment's ``category_id``.
+    """
+    return read_panoptic_json(path, what, categories, need_categories)
+
+
+def _load_ground_truth(path):
+    """The ground-truth JSON and its categories, checked; an empty ground truth is an error."""
+    gt_json = load_panoptic_json(path, 'ground-truth JSON', need_categories=True)
+    try:
+        categories = PanopticCategories(gt_json['categories'])
+    except DataError as err:
+        raise DataError('ground-truth JSON {}: {}'.format(path, err)) from None
+    ids = set(categories.by_id)
+    for ann in gt_json['annotations']:  # the categories are known only now
+        for seg in ann['segments_info']:
+            if seg['category_id'] not in ids:
+                raise DataError('ground-truth JSON {}, image {!r}, segment id {}: unknown '
+                                'category_id {}; valid ids: {}'.format(
+                                    path, ann['image_id'], seg['id'], seg['category_id'],
+                                    short_list(sorted(ids), 25)))
+    if not gt_json['annotations']:
+        raise DataError('ground-truth JSON {} has no annotations: nothing to evaluate'.format(path))
+    return gt_json, categories
 
 
 def detect_format(gt_json):
@@ -65,7 +79,7 @@ def detect_format(gt_json):
     return 'cityscapes' if ids and isinstance(ids[0], str) else 'coco'
 
 
-def _pair_annotations(gt_json, pred_json, gt_folder, pred_folder):
+def _pair_annotations(gt_json, pred_json, gt_folder, pred_folder, pred_json_file):
     preds = {ann['image_id']: ann for ann in pred_json['annotations']}
     tasks = []
     for gt_ann in gt_json['annotations']:
@@ -75,7 +89,8 @@ def _pair_annotations(gt_json, pred_json, gt_folder, pred_folder):
             if preds and type(next(iter(preds))) is not type(image_id):
                 hint = ' (prediction image ids are {}, ground-truth ones {})'.format(
                     type(next(iter(preds))).__name__, type(image_id).__name__)
-            raise KeyError('no prediction for the image with id: {}{}'.format(image_id, hint))
+            raise DataError('{}: no prediction for the image with id: {}{}'.format(
+                pred_json_file, image_id, hint))
         pred_ann = preds[image_id]
         tasks.append((image_id,
                       os.path.join(gt_folder, gt_ann['file_name']), gt_ann['segments_info'],
@@ -87,10 +102,23 @@ def _evaluate_tasks(args):
     """Worker: statistics of a list of images (top level so that a Pool can pickle it)."""
     categories, tasks = args
     stats = PQStats(categories)
-    for image_id, gt_png, gt_segments, pred_png, pred_segments in tasks:
-        panoptic_image_stats(read_panoptic_ids(gt_png), gt_segments, read_panoptic_ids(pred_png),
-                             pred_segments, stats, image_id)
+    for task in tasks:
+        _image_stats(stats, *task)
     return stats
+
+
+def _image_stats(stats, image_id, gt_png, gt_segments, pred_png, pred_segments):
+    """Add one image pair to ``stats``; a :class:`DataError` of the pair names both PNGs.
+
+    The decoded maps are locals, freed on return before the next pair is decoded, so that the
+    allocator reuses their memory (see :func:`retain_freed_memory`).
+    """
+    gt_ids, pred_ids = read_panoptic_ids(gt_png), read_panoptic_ids(pred_png)
+    try:
+        panoptic_image_stats(gt_ids, gt_segments, pred_ids, pred_segments, stats, image_id)
+    except DataError as err:  # name the files: the stats know the image id only
+        raise DataError('{} (ground truth {}, prediction {})'.format(err, gt_png, pred_png)) \
+            from None
 
 
 def evaluate_panoptic_files(gt_json_file, gt_folder, pred_json_file, pred_folder, workers=1):
@@ -111,17 +139,25 @@ def evaluate_panoptic_files(gt_json_file, gt_folder, pred_json_file, pred_folder
     -------
     dict
         :meth:`PQStats.results` plus ``format`` (``'cityscapes'``/``'coco'``) and ``seconds``.
+
+    Raises
+    ------
+    gluonpan.errors.InputError
+        Every problem of the files, naming the file (and image id, segment id): a missing or
+        unreadable file, a JSON that breaks the panoptic format, an empty ground truth, a PNG that
+        is not an 8-bit RGB(A) PNG or disagrees with its ``segments_info``.
     """
     start = time.perf_counter()
-    gt_json, pred_json = load_panoptic_json(gt_json_file), load_panoptic_json(pred_json_file)
+    gt_json, categories = _load_ground_truth(gt_json_file)
+    pred_json = load_panoptic_json(pred_json_file, 'prediction JSON', set(categories.by_id))
     for folder in (gt_folder, pred_folder):
+        if not os.path.exists(folder):
+            raise MissingFileError("folder {} with panoptic PNGs doesn't exist".format(folder))
         if not os.path.isdir(folder):
-            raise FileNotFoundError("folder {} with panoptic PNGs doesn't exist".format(folder))
-    if 'categories' not in gt_json:
-        raise KeyError('ground-truth JSON {} has no "categories"'.format(gt_json_file))
-    categories = PanopticCategories(gt_json['categories'])
+            raise UnreadableFileError('{} should be a folder of panoptic PNGs, but it is a file'
+                                      .format(folder))
     fmt = detect_format(gt_json)
-    tasks = _pair_annotations(gt_json, pred_json, gt_folder, pred_folder)
+    tasks = _pair_annotations(gt_json, pred_json, gt_folder, pred_folder, pred_json_file)
     logging.info('evaluating %d images (%s format) with %d worker(s)', len(tasks), fmt, workers)
     if workers <= 1 or len(tasks) <= 1:
         retain_freed_memory()

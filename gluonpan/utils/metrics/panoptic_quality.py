@@ -16,7 +16,7 @@ and ``tests/test_evaluate.py``:
 * Per category ``PQ = sum(IoU of TPs) / (TP + FP/2 + FN/2)``, ``SQ = sum IoU / TP``,
   ``RQ = TP / (TP + FP/2 + FN/2)``; All/Things/Stuff average over the categories that have any TP,
   FP or FN, and ``n`` counts them.  With ``n == 0`` we report 0 (the references divide by zero).
-* Errors as the references raise them (predicted id in the PNG but not in the JSON or the reverse,
+* Errors (:class:`gluonpan.errors.DataError`) where the references raise them (predicted id in the PNG but not in the JSON or the reverse,
   unknown predicted category), naming the image and the segment; a GT segment of an unknown
   category is an error too (the references silently leave it out of every average).
 
@@ -31,7 +31,8 @@ one compiled pass), so no sort of the millions of pixels is needed.  numpy and n
 import numpy as np
 
 from ..._jit import njit
-from ...data.categories import PanopticCategories
+from ...data.categories import MAX_PANOPTIC_ID, PanopticCategories, short_list
+from ...errors import DataError
 
 __all__ = ['PQStats', 'PanopticQuality', 'panoptic_image_stats', 'format_results']
 
@@ -123,16 +124,19 @@ class _Segments(object):
 
     def __init__(self, segments_info, cat_index, image_id, which):
         table = {}
+        if not isinstance(segments_info, (list, tuple)):
+            raise DataError('the {} segments_info of image {} must be a list, got {}'.format(
+                which, image_id, repr(segments_info)[:80]))
         for seg in segments_info:
-            if 'id' not in seg or 'category_id' not in seg:
-                raise KeyError('a {} segment of image {} lacks "id" or "category_id": {}'
-                               .format(which, image_id, seg))
-            table[int(seg['id'])] = seg
+            table[_segment_id(seg, image_id, which)] = seg
         for seg_id, seg in table.items():
-            if seg['category_id'] not in cat_index:
-                raise KeyError('In the image with ID {} {} segment with ID {} has unknown '
-                               'category_id {}; valid ids: {}'.format(
-                                   image_id, which, seg_id, seg['category_id'], sorted(cat_index)))
+            cat = seg['category_id']
+            if not isinstance(cat, (int, np.integer)) or isinstance(cat, bool) or \
+                    cat not in cat_index:
+                raise DataError('In the image with ID {} {} segment with ID {} has unknown '
+                                'category_id {!r}; valid ids: {}'.format(
+                                    image_id, which, seg_id, seg['category_id'],
+                                    short_list(sorted(cat_index), 25)))
         self.table = table
         self.ids = np.array(list(table), np.int64)
         self.keys = np.unique(np.append(self.ids, 0))
@@ -149,11 +153,28 @@ class _Segments(object):
         return np.where(self.keys[pos] == ids, pos + 1, 0)
 
 
+def _segment_id(seg, image_id, which):
+    """The integer id of one ``segments_info`` entry; a :class:`DataError` naming the image if
+    the entry is not an object with an integer ``id`` in ``[0, 256**3)`` and a ``category_id``."""
+    if not isinstance(seg, dict) or 'id' not in seg or 'category_id' not in seg:
+        raise DataError('a {} segment of image {} lacks "id" or "category_id": {}'
+                        .format(which, image_id, repr(seg)[:200]))
+    seg_id = seg['id']
+    if type(seg_id) is not int and (not isinstance(seg_id, (int, np.integer)) or
+                                    isinstance(seg_id, (bool, np.bool_))):
+        raise DataError('a {} segment of image {} has the non-integer id {!r}'
+                        .format(which, image_id, seg_id))
+    if not 0 <= seg_id < MAX_PANOPTIC_ID:
+        raise DataError('a {} segment of image {} has the id {}, out of range [0, 256**3)'
+                        .format(which, image_id, seg_id))
+    return int(seg_id)
+
+
 def _id_map(ids, image_id, which):
     ids = np.asarray(ids.asnumpy() if hasattr(ids, 'asnumpy') else ids)
     if ids.ndim != 2 or ids.dtype.kind not in 'iu' or not ids.size:
-        raise ValueError('{} panoptic ids of image {} must be a non-empty (H, W) integer map, got shape {} '
-                         'dtype {}'.format(which, image_id, ids.shape, ids.dtype))
+        raise DataError('{} panoptic ids of image {} must be a non-empty (H, W) integer map, '
+                        'got shape {} dtype {}'.format(which, image_id, ids.shape, ids.dtype))
     return ids
 
 
@@ -189,9 +210,9 @@ def _pixel_pairs(gt_map, pred_map, gt, pred, image_id):
                         minlength=gt.num_bins * pred.num_bins).astype(np.int64)
     joint = joint.reshape(gt.num_bins, pred.num_bins)  # (GT bins, predicted bins)
     if joint[:, 0].any():
-        raise KeyError('In the image with ID {} segment(s) with ID {} are in the prediction PNG '
-                       'but not in its JSON segments_info.'
-                       .format(image_id, np.unique(pred_run[pbin == 0]).tolist()))
+        raise DataError('In the image with ID {} segment(s) with ID {} are in the prediction PNG '
+                        'but not in its JSON segments_info.'
+                        .format(image_id, short_list(np.unique(pred_run[pbin == 0]))))
     return joint
 
 
@@ -212,25 +233,25 @@ def panoptic_image_stats(gt_ids, gt_segments, pred_ids, pred_segments, stats, im
 
     Raises
     ------
-    KeyError
+    gluonpan.errors.DataError
         A predicted id in the PNG but not in ``segments_info`` or the reverse, an unknown category
-        (predicted or GT), a segment without ``id``/``category_id``.
-    ValueError
-        Id maps that are not 2-D integer arrays of the same shape.
+        (predicted or GT), a segment without ``id``/``category_id`` or with a non-integer or
+        out-of-range id; id maps that are not 2-D integer arrays of the same shape.  (A
+        ``ValueError``; the references raise ``KeyError`` for the first ones.)
     """
     gt_map = _id_map(gt_ids, image_id, 'ground-truth')
     pred_map = _id_map(pred_ids, image_id, 'predicted')
     if gt_map.shape != pred_map.shape:
-        raise ValueError('image {}: ground truth is {}x{} but the prediction is {}x{}'
-                         .format(image_id, *gt_map.shape, *pred_map.shape))
+        raise DataError('image {}: ground truth is {}x{} but the prediction is {}x{}'
+                        .format(image_id, *gt_map.shape, *pred_map.shape))
     gt = _Segments(gt_segments, stats.cat_index, image_id, 'ground-truth')
     pred = _Segments(pred_segments, stats.cat_index, image_id, 'predicted')
     joint = _pixel_pairs(gt_map, pred_map, gt, pred, image_id)
     pred_area = joint.sum(0)[pred.bins]
     if (pred_area == 0).any():
-        raise KeyError('In the image with ID {} the following segment IDs {} are in the JSON '
-                       'segments_info and not in the prediction PNG.'
-                       .format(image_id, pred.ids[pred_area == 0].tolist()))
+        raise DataError('In the image with ID {} the following segment IDs {} are in the JSON '
+                        'segments_info and not in the prediction PNG.'
+                        .format(image_id, short_list(pred.ids[pred_area == 0])))
     crowd = np.array([int(s.get('iscrowd', 0)) == 1 for s in gt.table.values()], bool)
     gt_area = np.array([s.get('area', -1) for s in gt.table.values()], np.float64)
     gt_area = np.where(gt_area < 0, joint.sum(1)[gt.bins], gt_area)
