@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from mxnet.gluon import nn
 
+from gluoncv.model_zoo.rcnn.rpn.anchor import generate_base_anchors
+
 from gluonpan.model_zoo.panoptic_fpn import resnet_v1b_backbone
-from gluonpan.nn import FPN, GroupNorm, MaskHead, SemanticFPNHead, pyramid_roi_align
+from gluonpan.model_zoo.panoptic_fpn.inference import paste_masks_torchvision, resize_bilinear
+from gluonpan.nn import FPN, FPNAnchors, GroupNorm, MaskHead, SemanticFPNHead, pyramid_roi_align
+from gluonpan.nn.roi_heads import roi_levels
 from gluonpan.nn.losses import rpn_losses, semantic_loss
 from gluonpan.nn.semantic_head import _upsample_like
 
@@ -191,3 +195,75 @@ def test_rpn_losses_against_numpy():
     d = np.abs(deltas - box_t)
     smooth = np.where(d < 1. / 9, 0.5 * d ** 2 * 9, d - 0.5 / 9) * box_m
     assert box.asscalar() == pytest.approx(smooth.sum() / sampled.sum(), rel=1e-5)
+
+
+def test_roi_level_styles():
+    # sides 111: sqrt(112 * 112) / 224 = 1/2 -> P3 with Detectron1's +1; 111 / 224 < 1/2 -> P2
+    # sides 224: exactly the canonical size -> P4 in every style (the eps keeps floor at 4)
+    rois = mx.nd.array([[0, 0, 0, 111, 111], [0, 10, 10, 234, 234], [0, 0, 0, 2000, 2000],
+                        [0, 0, 0, 1, 1]])
+    want = {'detectron1': [3, 4, 5, 2], 'torchvision': [2, 4, 5, 2], 'detectron2': [2, 4, 5, 2]}
+    for style, levels in want.items():
+        got = roi_levels(mx.nd, rois, 2, 5, style).asnumpy()[:, 0]
+        np.testing.assert_array_equal(got, levels, err_msg=style)
+    with pytest.raises(ValueError, match='RoI level style'):
+        roi_levels(mx.nd, rois, 2, 5, 'detectron')
+
+
+class AlignedPool(nn.HybridBlock):
+    def hybrid_forward(self, F, rois, p2, p3, p4, p5):
+        return pyramid_roi_align(F, (p2, p3, p4, p5), rois, (7, 7), (4, 8, 16, 32),
+                                 sampling_ratio=0, level_style='torchvision', aligned=True)
+
+
+def test_pyramid_roi_align_aligned_adaptive():
+    feats = [mx.nd.random.normal(shape=(1, 4, 256 // s, 256 // s)) for s in (4, 8, 16, 32)]
+    rois = mx.nd.array([[0, 3, 5, 40, 30], [0, 0, 0, 230, 240]])  # P2 and P4
+    pool = AlignedPool()
+    pool.hybridize()
+    out = pool(rois, *feats)
+    for row, level in ((0, 0), (1, 2)):
+        direct = mx.nd.contrib.ROIAlign(feats[level], rois[row:row + 1], (7, 7),
+                                        1. / (4 * 2 ** level), sample_ratio=0, aligned=True)
+        np.testing.assert_allclose(out[row].asnumpy(), direct[0].asnumpy(), rtol=1e-5, atol=1e-6)
+    unaligned = mx.nd.contrib.ROIAlign(feats[0], rois[0:1], (7, 7), 0.25, sample_ratio=0)
+    assert np.abs(out[0].asnumpy() - unaligned[0].asnumpy()).max() > 1e-3
+
+
+def test_anchor_styles():
+    # Detectron1 (default): gluoncv's boxes, centred on (stride - 1) / 2
+    np.testing.assert_array_equal(FPNAnchors()._base[0], generate_base_anchors(4, (32,), (0.5, 1, 2)))
+    first = FPNAnchors()(8, 8)[:3]  # (3, 4) the first location of P2
+    np.testing.assert_array_equal((first[:, :2] + first[:, 2:]) / 2, 1.5)
+    # detectron2: centred on 0, unrounded w = size / sqrt(r), h = size * sqrt(r)
+    d2 = FPNAnchors(style='detectron2')._base[0]
+    w, h = 32 / np.sqrt([0.5, 1, 2]), 32 * np.sqrt([0.5, 1, 2])
+    np.testing.assert_allclose(d2, np.stack([-w, -h, w, h], 1) / 2, rtol=1e-6)
+    # torchvision: the same, half-sides rounded; every style shifts by stride per location
+    tv = FPNAnchors(style='torchvision')
+    np.testing.assert_array_equal(tv._base[0], np.round(d2))
+    full = tv(8, 12)  # P2 is 2 x 3 locations
+    np.testing.assert_array_equal(full[3 * 4:3 * 5], tv._base[0] + [4, 4, 4, 4])  # row 1, col 1
+    assert tv.with_style('detectron1').sizes == tv.sizes
+    with pytest.raises(ValueError, match='anchor style'):
+        FPNAnchors(style='torchvison')
+
+
+@pytest.mark.parametrize('shape', [(30, 30), (7, 3)])
+@pytest.mark.parametrize('out', [(61, 45), (5, 2), (1, 1)])
+def test_resize_bilinear_is_half_pixel(shape, out):
+    x = np.random.RandomState(3).uniform(size=shape).astype(np.float32)
+    np.testing.assert_allclose(resize_bilinear(x, *out), bilinear_half_pixel(x, *out), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_paste_masks_torchvision_boxes_and_clipping():
+    probs = np.ones((2, 28, 28), np.float32)
+    boxes = np.array([[10, 20, 38, 48], [150, 0, 160, 10]], np.float32)
+    pasted = paste_masks_torchvision(probs, boxes, (160, 64))
+    # box scaled by 30/28 about its centre, truncated: x 9..39, y 19..49; the padding ring
+    # (probability 0) keeps the outermost pixels below 0.5
+    rows, cols = np.nonzero(pasted[0])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 48, 10, 38)
+    assert pasted[1].any() and not pasted[1][:, :149].any()  # clipped at the image's right edge
+    assert paste_masks_torchvision(probs[:0], boxes[:0], (160, 64)).shape == (0, 64, 160)

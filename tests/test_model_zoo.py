@@ -12,6 +12,10 @@ from gluoncv.model_zoo.resnetv1b import resnet18_v1b, resnet50_v1b
 from gluonpan.data.categories import PanopticCategories, cityscapes_categories
 from gluonpan.model_zoo import count_parameters, get_model, get_model_list, model_store
 from gluonpan.model_zoo.panoptic_fpn import LOSS_NAMES, pad_input, predict_panoptic
+from gluonpan.errors import DataError
+from gluonpan.model_zoo import model_options
+from gluonpan.model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES, PRESETS
+from gluonpan.nn.anchors import FPNAnchors
 
 H, W = 96, 160
 TINY = dict(rpn_train_pre_nms=600, rpn_train_post_nms=200, rpn_test_pre_nms=300,
@@ -149,12 +153,53 @@ def test_parameter_count_against_gluoncv_mask_rcnn():
         count_parameters(net.sem_seg_head)
 
 
+@functools.lru_cache(maxsize=None)
+def torchvision_net():
+    """The tiny net with torchvision's conventions, anchors given as the train script does."""
+    return tiny_net(preset='torchvision', anchors=FPNAnchors(sizes=(24, 48, 96, 192, 384)))
+
+
 @pytest.mark.parametrize('size', [(96, 160), (130, 257)])
-def test_rpn_anchors_equal_net_anchors(net, size):
+@pytest.mark.parametrize('preset', [None, 'torchvision'])
+def test_rpn_anchors_equal_net_anchors(net, size, preset):
+    net = torchvision_net() if preset else net
     data = pad_input(mx.nd.zeros((1, 3) + size))
     feats = net.fpn(*net.backbone(data))
     used = net.rpn.level_anchors(*feats).asnumpy()
     np.testing.assert_array_equal(used, net.anchors(*data.shape[2:]))
+
+
+def test_conventions_default_preset_and_overrides(net, tmp_path):
+    expected = dict(PRESETS['gluoncv'], preset='gluoncv')
+    expected.update((k, v) for k, v in TINY.items() if k in expected)  # TINY's RPN counts
+    assert net.conventions == expected
+    assert (net.rpn.train_pre_nms, net.rpn.test_pre_nms, net.rpn.topk_per_level) == (600, 300, False)
+    assert net.anchors.style == 'detectron1' and net.roi_heads._level_style == 'detectron1'
+    tv = torchvision_net()
+    # explicit options win over the preset; the given anchors are re-made in its style
+    assert tv.conventions['rpn_test_pre_nms'] == 300 and tv.conventions['anchor_style'] == \
+        'torchvision' and tv.conventions['roi_level_style'] == 'torchvision'
+    assert tv.rpn.topk_per_level and tv.rpn.min_size == 1e-3 and tv.roi_heads._min_box_size == 1e-2
+    assert tv.anchors.style == 'torchvision' and tv.anchors.sizes == (24, 48, 96, 192, 384)
+    # RPN targets in the data workers come from net.anchors: torchvision's boxes
+    np.testing.assert_array_equal(tv.anchors(32, 32)[:3], [[-17, -8, 17, 8], [-12, -12, 12, 12],
+                                                           [-8, -17, 8, 17]])
+    # explicit anchors keep their style without a preset or anchor_style
+    own = tiny_net(anchors=FPNAnchors(style='detectron2'))
+    assert own.anchors.style == own.conventions['anchor_style'] == 'detectron2'
+    # weights carry their anchors: loading them into a net of other anchors is an error
+    path = str(tmp_path / 'detectron1.params')
+    net.save_parameters(path)
+    with pytest.raises(DataError, match="made with other anchors.*anchor_style='detectron1'"):
+        get_model('panoptic_fpn_resnet18_v1b_citys', pretrained=path,
+                  **dict(TINY, preset='torchvision'))
+    assert get_model('panoptic_fpn_resnet18_v1b_citys', pretrained=path, **TINY).check_anchors()
+    # get_model and --model-kwargs accept every convention (and check their names)
+    assert set(CONVENTION_NAMES) | {'preset'} <= set(model_options('panoptic_fpn_resnet18_v1b_citys'))
+    with pytest.raises(ValueError, match='unknown preset'):
+        tiny_net(preset='detectron3')
+    with pytest.raises(ValueError, match='anchor_style'):
+        tiny_net(anchor_style='torchvison')
 
 
 def check_losses(losses):
@@ -198,8 +243,9 @@ def test_two_images_per_context_one_empty():
         net.train_losses(make_batch(net, [one]))
 
 
-def test_hybridized_equals_imperative_in_both_modes():
-    net = tiny_net()
+@pytest.mark.parametrize('preset', [None, 'torchvision'])
+def test_hybridized_equals_imperative_in_both_modes(preset):
+    net = tiny_net(preset=preset)
     batch = make_batch(net, [make_image(net, *ONE, seed=4)])
     data = mx.nd.random.normal(shape=(1, 3, H, W))
     results = []
@@ -232,7 +278,9 @@ def test_loss_weights():
 
 
 @pytest.mark.parametrize('size', [(130, 257), (96, 160)])
-def test_predict_panoptic_any_size(net, size):
+@pytest.mark.parametrize('preset', [None, 'torchvision'])
+def test_predict_panoptic_any_size(net, size, preset):
+    net = torchvision_net() if preset else net
     pan, segments = predict_panoptic(net, mx.nd.random.normal(shape=(1, 3) + size),
                                      score_threshold=0.05, stuff_area_threshold=0)
     assert pan.shape == size and pan.dtype == np.int32

@@ -1,16 +1,52 @@
 """FPN anchors as plain numpy, in exactly the order of the RPN's flattened outputs.
 
 Data workers compute RPN training targets with gluoncv's ``RPNTargetGenerator``; they need the same
-anchors the network uses, without holding the network.  The boxes come from gluoncv's own
-``generate_base_anchors`` (so they equal those of ``RPNAnchorGenerator``); the order is level-major
-(P2..P6), then row, column, anchor, which is how the RPN concatenates its per-level predictions.
+anchors the network uses, without holding the network.  The order is level-major (P2..P6), then
+row, column, anchor, which is how the RPN concatenates its per-level predictions.  Three styles of
+boxes (see :class:`FPNAnchors`): Detectron1's, from gluoncv's own ``generate_base_anchors`` (so
+they equal those of ``RPNAnchorGenerator``), torchvision's and detectron2's.
 """
 import math
 
 import numpy as np
 from gluoncv.model_zoo.rcnn.rpn.anchor import generate_base_anchors
 
-__all__ = ['FPNAnchors']
+__all__ = ['ANCHOR_STYLES', 'FPNAnchors', 'base_anchors']
+
+#: anchor conventions (see :class:`FPNAnchors`)
+ANCHOR_STYLES = ('detectron1', 'torchvision', 'detectron2')
+
+
+def base_anchors(style, stride, size, ratios):
+    """The anchors of the first location of a level: float32 (len(ratios), 4) corner boxes.
+
+    Parameters
+    ----------
+    style : str
+        One of :data:`ANCHOR_STYLES`.
+    stride : int
+        Stride of the level.
+    size : float
+        sqrt of the anchor area.
+    ratios : tuple of float
+        Aspect ratios h / w.
+    """
+    if style == 'detectron1':
+        # centred on (stride - 1) / 2, integer sides with x2 inclusive
+        return generate_base_anchors(stride=stride, sizes=(size,),
+                                     aspect_ratios=ratios).astype(np.float32)
+    if style == 'torchvision':
+        # centred on 0; half-sides computed in float32 and rounded (half to even)
+        h_ratios = np.sqrt(np.asarray(ratios, np.float32))
+        ws = (np.float32(1) / h_ratios) * np.float32(size)  # (A,)
+        hs = h_ratios * np.float32(size)  # (A,)
+        return np.round(np.stack([-ws, -hs, ws, hs], axis=1) / np.float32(2)).astype(np.float32)
+    if style == 'detectron2':
+        # centred on 0, unrounded: w = sqrt(size**2 / r), h = r * w (in float64)
+        ws = np.sqrt(float(size) ** 2 / np.asarray(ratios, np.float64))  # (A,)
+        hs = np.asarray(ratios, np.float64) * ws  # (A,)
+        return (np.stack([-ws, -hs, ws, hs], axis=1) / 2.).astype(np.float32)
+    raise ValueError('unknown anchor style {!r}; valid styles: {}'.format(style, ANCHOR_STYLES))
 
 
 class FPNAnchors(object):
@@ -24,19 +60,35 @@ class FPNAnchors(object):
         Anchor size (sqrt of area) per level, one per stride (32, 64, 128, 256, 512).
     ratios : tuple of float
         Aspect ratios h/w at every location.
+    style : str
+        ``'detectron1'`` (gluoncv's, the default): centred on ``(stride - 1) / 2`` with integer
+        sides, x2 inclusive (size 32 -> a 32x32 box from 0 to 31 at stride 4, centre 1.5);
+        ``'torchvision'``: centred on the location's top-left corner ``(x * stride, y * stride)``,
+        half-sides rounded to integers; ``'detectron2'``: centred there too, unrounded.  Location
+        ``(x, y)`` shifts the first location's boxes by ``(x * stride, y * stride)`` in every
+        style.
     """
 
     def __init__(self, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 256, 512),
-                 ratios=(0.5, 1, 2)):
+                 ratios=(0.5, 1, 2), style='detectron1'):
         if len(strides) != len(sizes):
             raise ValueError('one anchor size per stride expected, got strides {} sizes {}'
                              .format(strides, sizes))
         self.strides = tuple(int(s) for s in strides)
         self.sizes = tuple(sizes)
         self.ratios = tuple(ratios)
-        # (len(ratios), 4) base boxes of each level, centred on stride / 2
-        self._base = [generate_base_anchors(stride=s, sizes=(z,), aspect_ratios=self.ratios)
-                      .astype(np.float32) for s, z in zip(self.strides, self.sizes)]
+        self.style = style
+        # (len(ratios), 4) base boxes of each level, at the first location
+        self._base = [base_anchors(style, s, z, self.ratios)
+                      for s, z in zip(self.strides, self.sizes)]
+
+    def with_style(self, style):
+        """The same strides, sizes and ratios in anchor style ``style``."""
+        return FPNAnchors(self.strides, self.sizes, self.ratios, style)
+
+    def __repr__(self):
+        return 'FPNAnchors(strides={}, sizes={}, ratios={}, style={!r})'.format(
+            self.strides, self.sizes, self.ratios, self.style)
 
     @property
     def num_per_location(self):

@@ -20,16 +20,49 @@ from gluoncv.nn.coder import NormalizedBoxCenterDecoder
 from .losses import mask_loss, rcnn_losses
 from .mask_head import MaskHead
 
-__all__ = ['pyramid_roi_align', 'RoIHeads']
+__all__ = ['ROI_LEVEL_STYLES', 'roi_levels', 'pyramid_roi_align', 'RoIHeads']
 
 BOX_STDS = (.1, .1, .2, .2)
 
 
-def pyramid_roi_align(F, feats, rois, output_size, strides, sampling_ratio=2,
-                      canonical_size=224., canonical_level=4):
-    """RoIAlign each RoI on the pyramid level its size selects (FPN paper, Eq. 1).
+#: RoI level formulas: (added to box sides, eps inside the log2, eps added after the log2)
+ROI_LEVEL_STYLES = {'detectron1': (1., 1e-6, 0.), 'torchvision': (0., 0., 1e-6),
+                    'detectron2': (0., 1e-8, 0.)}
 
-    Level ``floor(4 + log2(sqrt(w * h) / 224))``, clipped to the available levels.  Every level
+
+def roi_levels(F, rois, min_level, max_level, style='detectron1', canonical_size=224.,
+               canonical_level=4):
+    """The FPN level of each RoI (FPN paper, Eq. 1), clipped to ``[min_level, max_level]``.
+
+    ``floor(canonical_level + log2(s / canonical_size + a) + b)`` with ``s = sqrt((w + o) *
+    (h + o))``; ``(o, a, b)`` by ``style``: ``'detectron1'`` (1, 1e-6, 0), ``'torchvision'``
+    (0, 0, 1e-6), ``'detectron2'`` (0, 1e-8, 0).
+
+    Parameters
+    ----------
+    rois : NDArray or Symbol
+        (R, 5) ``[batch_index, x1, y1, x2, y2]``.
+
+    Returns
+    -------
+    (R, 1) float levels.
+    """
+    if style not in ROI_LEVEL_STYLES:
+        raise ValueError('unknown RoI level style {!r}; valid: {}'.format(
+            style, sorted(ROI_LEVEL_STYLES)))
+    offset, eps_in, eps_out = ROI_LEVEL_STYLES[style]
+    _, x1, y1, x2, y2 = F.split(rois, axis=-1, num_outputs=5)
+    size = F.sqrt((x2 - x1 + offset) * (y2 - y1 + offset))  # (R, 1)
+    level = F.floor(canonical_level + F.log2(size / canonical_size + eps_in) + eps_out)
+    return F.clip(level, min_level, max_level)  # (R, 1)
+
+
+def pyramid_roi_align(F, feats, rois, output_size, strides, sampling_ratio=2,
+                      canonical_size=224., canonical_level=4, level_style='detectron1',
+                      aligned=False):
+    """RoIAlign each RoI on the pyramid level its size selects (:func:`roi_levels`).
+
+    Every level
     pools all RoIs, with the RoIs of other levels given batch index -1 so ROIAlign skips them, and
     the levels are summed.  MXNet 1.9's CPU ROIAlign mishandles skipped RoIs: it leaves their rows
     unwritten (garbage in a hybridized graph's reused memory) and instead zeroes *element* n of the
@@ -48,24 +81,28 @@ def pyramid_roi_align(F, feats, rois, output_size, strides, sampling_ratio=2,
     strides : tuple of int
         Stride of each level in ``feats``.
     sampling_ratio : int
-        ROIAlign samples per bin side.
+        ROIAlign samples per bin side (<= 0: adaptive, ``ceil(bin size)``).
+    level_style : str
+        RoI level formula, see :func:`roi_levels`.
+    aligned : bool
+        Half-pixel shift of the RoI coordinates (detectron2's ROIAlignV2); False is
+        torchvision's and gluoncv's RoIAlign (RoI sides at least 1 feature pixel).
 
     Returns
     -------
     (R, C, output_size[0], output_size[1]) pooled features.
     """
     min_level = int(round(math.log2(strides[0])))
-    _, x1, y1, x2, y2 = F.split(rois, axis=-1, num_outputs=5)
-    size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))  # (R, 1)
-    level = F.floor(canonical_level + F.log2(size / canonical_size + 1e-6))
-    level = F.clip(level, min_level, min_level + len(feats) - 1)  # (R, 1)
+    level = roi_levels(F, rois, min_level, min_level + len(feats) - 1, level_style,
+                       canonical_size, canonical_level)  # (R, 1)
     pooled = []
     dummy = -F.ones_like(F.slice_axis(rois, axis=0, begin=0, end=1))  # (1, 5)
     for k, (feat, stride) in enumerate(zip(feats, strides)):
         on_level = level == min_level + k  # (R, 1)
         level_rois = F.where(F.broadcast_like(on_level, rois), rois, -F.ones_like(rois))
         out = F.contrib.ROIAlign(feat, F.concat(dummy, level_rois, dim=0), output_size,
-                                 1. / stride, sample_ratio=sampling_ratio)  # (1 + R, C, h, w)
+                                 1. / stride, sample_ratio=sampling_ratio,
+                                 aligned=aligned)  # (1 + R, C, h, w)
         out = F.slice_axis(out, axis=0, begin=1, end=None)  # (R, C, h, w)
         pooled.append(F.where(on_level.reshape((-1,)), out, F.zeros_like(out)))  # rows (R,)
     return F.ElementWiseSum(*pooled)
@@ -97,7 +134,11 @@ class RoIHeads(nn.HybridBlock):
     box_roi_size, mask_roi_size : int
         RoIAlign output sizes for the box head (7) and the mask head (14 -> 28x28 masks).
     sampling_ratio : int
-        ROIAlign samples per bin side.
+        ROIAlign samples per bin side (<= 0: adaptive).
+    roi_level_style : str
+        RoI level formula, see :func:`roi_levels`.
+    roi_align_aligned : bool
+        Half-pixel-shifted RoIAlign (detectron2) or not (torchvision, gluoncv).
     batch_size : int
         Images per context in training.
     num_proposals : int
@@ -108,6 +149,9 @@ class RoIHeads(nn.HybridBlock):
         Upper bound of ground-truth instances per image.
     score_thresh, nms_thresh, max_dets : float, float, int
         Inference: minimal class score, class-aware NMS IoU, detections kept per image.
+    min_box_size : float
+        Inference: detections with a side ``< min_box_size`` pixels are dropped before the NMS
+        (0: none).
     box_clip : float
         Upper bound of the predicted log-size deltas.
     """
@@ -116,8 +160,16 @@ class RoIHeads(nn.HybridBlock):
                  mask_channels=256, num_mask_convs=4, box_roi_size=7, mask_roi_size=14,
                  sampling_ratio=2, batch_size=1, num_proposals=2000, num_sample=512,
                  pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=300, score_thresh=0.05,
-                 nms_thresh=0.5, max_dets=100, box_clip=math.log(1000. / 16), **kwargs):
+                 nms_thresh=0.5, max_dets=100, box_clip=math.log(1000. / 16),
+                 roi_level_style='detectron1', roi_align_aligned=False, min_box_size=0.,
+                 **kwargs):
         super(RoIHeads, self).__init__(**kwargs)
+        if roi_level_style not in ROI_LEVEL_STYLES:
+            raise ValueError('unknown roi_level_style {!r}; valid: {}'.format(
+                roi_level_style, sorted(ROI_LEVEL_STYLES)))
+        self._level_style = roi_level_style
+        self._aligned = bool(roi_align_aligned)
+        self._min_box_size = float(min_box_size)
         self.num_classes = num_classes
         self.strides = tuple(strides)
         self.batch_size = batch_size
@@ -168,7 +220,8 @@ class RoIHeads(nn.HybridBlock):
     def _pool(self, F, feats, rois, size):
         """(B, R, 4) boxes -> (B * R, C, size, size) features."""
         return pyramid_roi_align(F, feats, _with_batch_index(F, rois), size, self.strides,
-                                 self._sampling_ratio)
+                                 self._sampling_ratio, level_style=self._level_style,
+                                 aligned=self._aligned)
 
     # pylint: disable=arguments-differ
     def hybrid_forward(self, F, image, rois, roi_scores, p2, p3, p4, p5, gt_boxes=None,
@@ -222,6 +275,10 @@ class RoIHeads(nn.HybridBlock):
         scores = scores.transpose().expand_dims(-1)  # (C, N, 1)
         deltas = self.box_predictor(box_feat).reshape((0, C, 4)).transpose((1, 0, 2))  # (C, N, 4)
         boxes = self.box_clipper(self.box_decoder(deltas, rois), image)  # (C, N, 4)
+        if self._min_box_size > 0:
+            x1, y1, x2, y2 = F.split(boxes, axis=-1, num_outputs=4)  # each (C, N, 1)
+            small = ((x2 - x1) < self._min_box_size) + ((y2 - y1) < self._min_box_size)
+            scores = F.where(small > 0, -F.ones_like(scores), scores)  # (C, N, 1)
         ids = F.contrib.arange_like(scores, axis=0).reshape((-1, 1, 1))  # (C, 1, 1)
         ids = F.broadcast_like(ids, scores, lhs_axes=(1,), rhs_axes=(1,))  # (C, N, 1)
         dets = F.concat(ids, scores, boxes, dim=-1).reshape((1, -1, 6))  # (1, C * N, 6)

@@ -85,8 +85,16 @@ class RPNHead(nn.HybridBlock):
 class FPNRPN(nn.HybridBlock):
     """RPN on P2..P6 producing raw predictions (for the losses) and NMS-ed proposals.
 
-    Proposals of all levels are pooled; the ``pre_nms`` best by objectness enter one class-agnostic
-    NMS and the first ``post_nms`` survivors are returned (rows of -1 where fewer survive).
+    Two selections of proposals (``topk_per_level``):
+
+    * global (False, gluoncv): proposals of all levels are pooled, those with a side ``+ 1 <
+      min_size`` dropped, the ``pre_nms`` best by objectness enter one class-agnostic NMS;
+    * per level (True, torchvision / detectron2): the ``pre_nms`` best of each level by objectness
+      logit are taken, those with a side ``< min_size`` dropped, an NMS runs within each level
+      (boxes of different levels never suppress each other);
+
+    then the first ``post_nms`` survivors by objectness probability are returned (rows of -1
+    where fewer survive).
 
     Parameters
     ----------
@@ -99,15 +107,19 @@ class FPNRPN(nn.HybridBlock):
     train_pre_nms, train_post_nms, test_pre_nms, test_post_nms : int
         Proposals kept before / after NMS, in training and inference.
     min_size : float
-        Proposals narrower or shorter than this (in input pixels) are dropped.
+        Proposals narrower or shorter than this (in input pixels, see above) are dropped.
+    topk_per_level : bool
+        Per-level top-k and NMS instead of the global ones (see above).
     clip : float
         Upper bound of the predicted log-size deltas.
     """
 
     def __init__(self, anchors=None, in_channels=256, channels=256, nms_thresh=0.7,
                  train_pre_nms=12000, train_post_nms=2000, test_pre_nms=6000, test_post_nms=1000,
-                 min_size=1, clip=math.log(1000. / 16), **kwargs):
+                 min_size=1, clip=math.log(1000. / 16), topk_per_level=False, **kwargs):
         super(FPNRPN, self).__init__(**kwargs)
+        self.topk_per_level = bool(topk_per_level)
+        self.min_size = float(min_size)
         self.anchors = anchors if anchors is not None else FPNAnchors()
         self.nms_thresh = nms_thresh
         self.train_pre_nms, self.train_post_nms = train_pre_nms, min(train_post_nms, train_pre_nms)
@@ -119,7 +131,10 @@ class FPNRPN(nn.HybridBlock):
             for stride, base in zip(self.anchors.strides, bases):
                 self.anchor_generator.add(LevelAnchors(stride, base))
             self.head = RPNHead(self.anchors.num_per_location, in_channels, channels)
-            self.proposer = RPNProposal(clip, min_size, stds=(1., 1., 1., 1.))
+            # per level, RPNProposal only decodes and clips (its min-size filter, side + 1 < 0,
+            # never fires): the filter runs after the top-k
+            self.proposer = RPNProposal(clip, 0 if self.topk_per_level else min_size,
+                                        stds=(1., 1., 1., 1.))
 
     def post_nms(self, training):
         """Number of proposals per image the RPN returns in training / inference."""
@@ -147,23 +162,55 @@ class FPNRPN(nn.HybridBlock):
             raise ValueError('FPNRPN has {} anchor levels but got {} feature maps'
                              .format(len(self.anchor_generator), len(feats)))
         training = autograd.is_training()
+        pre_nms = self.train_pre_nms if training else self.test_pre_nms
         scores, deltas, proposals = [], [], []
-        for feat, anchor_generator in zip(feats, self.anchor_generator):
+        for level, (feat, anchor_generator) in enumerate(zip(feats, self.anchor_generator)):
             score, delta = self.head(feat)
-            proposals.append(self.proposer(anchor_generator(feat), F.sigmoid(score),
-                                           F.stop_gradient(delta), image))
+            if self.topk_per_level:
+                with autograd.pause():
+                    proposals.append(self._level_top(F, level, self.proposer(
+                        anchor_generator(feat), F.stop_gradient(score), F.stop_gradient(delta),
+                        image), pre_nms))
+            else:
+                proposals.append(self.proposer(anchor_generator(feat), F.sigmoid(score),
+                                               F.stop_gradient(delta), image))
             scores.append(score)
             deltas.append(delta)
         with autograd.pause():
-            proposals = F.concat(*proposals, dim=1)  # (B, N, 5): score, x1, y1, x2, y2
-            proposals = F.contrib.box_nms(
-                proposals, overlap_thresh=self.nms_thresh,
-                topk=self.train_pre_nms if training else self.test_pre_nms,
-                coord_start=1, score_index=0, id_index=-1, force_suppress=True)
+            if self.topk_per_level:
+                # (B, N, 6): level, probability, x1, y1, x2, y2; an NMS within each level
+                proposals = F.contrib.box_nms(
+                    F.concat(*proposals, dim=1), overlap_thresh=self.nms_thresh, topk=-1,
+                    coord_start=2, score_index=1, id_index=0, force_suppress=False)
+                proposals = F.slice_axis(proposals, axis=-1, begin=1, end=None)  # (B, N, 5)
+            else:
+                proposals = F.concat(*proposals, dim=1)  # (B, N, 5): score, x1, y1, x2, y2
+                proposals = F.contrib.box_nms(
+                    proposals, overlap_thresh=self.nms_thresh, topk=pre_nms,
+                    coord_start=1, score_index=0, id_index=-1, force_suppress=True)
             proposals = F.slice_axis(proposals, axis=1, begin=0, end=self.post_nms(training))
             roi_scores = F.stop_gradient(F.slice_axis(proposals, axis=-1, begin=0, end=1))
             rois = F.stop_gradient(F.slice_axis(proposals, axis=-1, begin=1, end=None))
         return F.concat(*scores, dim=1), F.concat(*deltas, dim=1), rois, roi_scores
+
+    def _level_top(self, F, level, proposals, pre_nms):
+        """Per-level selection: (B, N_l, 5) logit + box -> (B, N_l, 6) level, probability, box.
+
+        The ``pre_nms`` best by logit (ties of saturated probabilities do not reorder them), then
+        those with a side ``< min_size`` (and the padding rows) marked -1.
+        """
+        # a sort and top-k without suppression (IoU never exceeds 1); rows beyond top-k are -1
+        top = F.contrib.box_nms(proposals, overlap_thresh=1., valid_thresh=-1e30, topk=pre_nms,
+                                coord_start=1, score_index=0, id_index=-1, force_suppress=True)
+        logit = F.slice_axis(top, axis=-1, begin=0, end=1)  # (B, N_l, 1)
+        boxes = F.slice_axis(top, axis=-1, begin=1, end=5)  # (B, N_l, 4)
+        x1, y1, x2, y2 = F.split(boxes, axis=-1, num_outputs=4)  # each (B, N_l, 1)
+        # clipped boxes have x1 >= 0: x1 < 0 marks the padding rows
+        invalid = ((x2 - x1) < self.min_size) + ((y2 - y1) < self.min_size) + (x1 < 0)
+        invalid = invalid > 0  # (B, N_l, 1)
+        prob = F.where(invalid, -F.ones_like(logit), F.sigmoid(logit))
+        boxes = F.where(F.broadcast_like(invalid, boxes), -F.ones_like(boxes), boxes)
+        return F.concat(F.ones_like(logit) * level, prob, boxes, dim=-1)  # (B, N_l, 6)
 
     def level_anchors(self, *feats):
         """Concatenated anchors the RPN uses for these feature maps: (N, 4), FPNAnchors order."""

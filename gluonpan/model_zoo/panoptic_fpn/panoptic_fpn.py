@@ -14,12 +14,13 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from ...data.categories import IGNORE_LABEL
-from ...nn.anchors import FPNAnchors
+from ...nn.anchors import ANCHOR_STYLES, FPNAnchors
 from ...nn.fpn import FPN
 from ...nn.losses import rpn_losses, semantic_loss
 from ...nn.roi_heads import RoIHeads
 from ...nn.rpn import FPNRPN
 from ...nn.semantic_head import SemanticFPNHead
+from .conventions import resolve_conventions
 
 __all__ = ['LOSS_NAMES', 'TRAIN_INPUTS', 'DEFAULT_LOSS_WEIGHTS', 'PanopticFPN',
            'build_panoptic_fpn']
@@ -77,11 +78,16 @@ class PanopticFPN(nn.HybridBlock):
         ``'separated'`` (stuff + one "things" class, the paper) or ``'all'``.
     loss_weights : dict, optional
         Overrides of :data:`DEFAULT_LOSS_WEIGHTS` by loss name.
+    conventions : dict, optional
+        The resolved conventions the heads were built with
+        (:func:`~gluonpan.model_zoo.panoptic_fpn.conventions.resolve_conventions`), kept as
+        ``net.conventions``; ``mask_paste`` is read by ``predict_panoptic``.
     """
 
     def __init__(self, backbone, fpn, rpn, roi_heads, sem_seg_head, categories,
-                 semantic_mode='separated', loss_weights=None, **kwargs):
+                 semantic_mode='separated', loss_weights=None, conventions=None, **kwargs):
         super(PanopticFPN, self).__init__(**kwargs)
+        self.conventions = dict(conventions or {})
         unknown = set(loss_weights or {}) - set(LOSS_NAMES)
         if unknown:
             raise ValueError('unknown loss names {} in loss_weights; valid: {}'
@@ -106,6 +112,32 @@ class PanopticFPN(nn.HybridBlock):
     def batch_size(self):
         """Images per context the training graph is built for."""
         return self.roi_heads.batch_size
+
+    def load_parameters(self, filename, ctx=None, *args, **kwargs):  # pylint: disable=arguments-differ
+        """``HybridBlock.load_parameters``, then :meth:`check_anchors` (a ``.params`` file holds
+        the anchors the weights were made with, which replace the net's)."""
+        super(PanopticFPN, self).load_parameters(filename, ctx, *args, **kwargs)
+        self.check_anchors()
+
+    def check_anchors(self):
+        """Raise ``ValueError`` unless the graph's anchors are ``net.anchors`` (the data side's).
+
+        Loaded weights bring their anchor constants: weights made with other anchors (another
+        ``anchor_style`` or sizes) would run with anchors that the RPN targets do not use.
+        """
+        anchors = self.anchors
+        for level, (generator, base) in enumerate(zip(self.rpn.anchor_generator, anchors._base)):
+            loaded = generator.base.data().asnumpy().reshape(base.shape)  # (A, 4)
+            if (loaded == base).all():
+                continue
+            styles = [s for s in ANCHOR_STYLES
+                      if (anchors.with_style(s)._base[level] == loaded).all()]
+            raise ValueError(
+                'the weights were made with other anchors than this net\'s {!r} (P{} first '
+                'location {} instead of {}){}; build the net with the conventions the weights '
+                'were made with'.format(anchors, level + 2, loaded.tolist(), base.tolist(),
+                                        ": anchor_style={!r}".format(styles[0]) if styles else ''))
+        return True
 
     def _check_class_counts(self, num_things, num_semantic):
         want = (self.categories.num_things,
@@ -269,12 +301,15 @@ def _copy_rows(new_layer, old_layer, pairs):
 
 def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separated',
                        per_device_batch_size=1, loss_weights=None, fpn_channels=256,
-                       rpn_channels=256, rpn_nms_thresh=0.7, rpn_train_pre_nms=12000,
-                       rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000,
-                       rpn_min_size=1, rcnn_num_sample=512, rcnn_pos_iou_thresh=0.5,
-                       rcnn_pos_ratio=0.25, max_num_gt=300, test_score_thresh=0.05,
-                       test_nms_thresh=0.5, test_max_dets=100, box_fc_channels=1024,
-                       mask_channels=256, sem_seg_channels=128, sem_seg_num_groups=32):
+                       rpn_channels=256, rpn_nms_thresh=0.7, rpn_train_pre_nms=None,
+                       rpn_train_post_nms=None, rpn_test_pre_nms=None, rpn_test_post_nms=None,
+                       rpn_min_size=None, rcnn_num_sample=512, rcnn_pos_iou_thresh=0.5,
+                       rcnn_pos_ratio=0.25, max_num_gt=300, test_score_thresh=None,
+                       test_nms_thresh=None, test_max_dets=None, box_fc_channels=1024,
+                       mask_channels=256, sem_seg_channels=128, sem_seg_num_groups=32,
+                       preset=None, anchor_style=None, rpn_topk_per_level=None,
+                       roi_level_style=None, roi_align_aligned=None,
+                       roi_align_sampling_ratio=None, test_min_box_size=None, mask_paste=None):
     """Assemble a :class:`PanopticFPN`; the keyword defaults are the recipe (Mask R-CNN FPN 1x).
 
     Parameters
@@ -284,41 +319,72 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
     categories : gluonpan.data.PanopticCategories
         Sets the thing and semantic class counts.
     anchors : FPNAnchors, optional
-        Default ``FPNAnchors()`` (sizes 32..512 on P2..P6, ratios 0.5, 1, 2).
+        Default ``FPNAnchors()`` (sizes 32..512 on P2..P6, ratios 0.5, 1, 2) in the anchor style
+        of the conventions.  Given anchors keep their style unless ``preset`` or
+        ``anchor_style`` is given, which re-make them (same strides, sizes, ratios) in that style;
+        ``net.anchors`` is what the data workers must use.
     per_device_batch_size : int
         Images per context in training (the RoI sampler is built for it).
-    rpn_* : RPN width, NMS IoU, proposals before / after NMS (train, test), minimal box size.
+    rpn_channels, rpn_nms_thresh : RPN head width (256) and proposal NMS IoU (0.7).
     rcnn_num_sample, rcnn_pos_iou_thresh, rcnn_pos_ratio : RoI sampling per image.
     max_num_gt : int
         Upper bound of instances per training image.
-    test_score_thresh, test_nms_thresh, test_max_dets : detection post-processing; the mask head
-        runs on the ``test_max_dets`` best detections only.
     box_fc_channels, mask_channels : box head FC width (1024) and mask head conv width (256).
     sem_seg_channels, sem_seg_num_groups : semantic tower width and GroupNorm groups.
     semantic_mode, loss_weights : see :class:`PanopticFPN`.
+    preset : str, optional
+        Conventions preset: ``'gluoncv'`` (the default, today's behaviour) or ``'torchvision'``
+        (what a converted torchvision Mask R-CNN needs), see
+        :mod:`gluonpan.model_zoo.panoptic_fpn.conventions`.
+    anchor_style, rpn_topk_per_level, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size, roi_level_style, roi_align_aligned, roi_align_sampling_ratio, test_score_thresh, test_nms_thresh, test_max_dets, test_min_box_size, mask_paste
+        Conventions (documented in :mod:`~gluonpan.model_zoo.panoptic_fpn.conventions`); None
+        takes the preset's value (``'gluoncv'``: Detectron1 anchors, global top 12000 / 6000 ->
+        2000 / 1000 proposals in training / inference, min size 1, RoI level with +1,
+        RoIAlign not aligned with 2 samples, scores >= 0.05, NMS 0.5, 100 detections, no
+        minimal detection size, gluoncv's mask paste).  The mask head runs on the
+        ``test_max_dets`` best detections only.
     """
-    anchors = anchors if anchors is not None else FPNAnchors()
+    conv = resolve_conventions(
+        preset, anchor_style=anchor_style, rpn_topk_per_level=rpn_topk_per_level,
+        rpn_train_pre_nms=rpn_train_pre_nms, rpn_train_post_nms=rpn_train_post_nms,
+        rpn_test_pre_nms=rpn_test_pre_nms, rpn_test_post_nms=rpn_test_post_nms,
+        rpn_min_size=rpn_min_size, roi_level_style=roi_level_style,
+        roi_align_aligned=roi_align_aligned, roi_align_sampling_ratio=roi_align_sampling_ratio,
+        test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh,
+        test_max_dets=test_max_dets, test_min_box_size=test_min_box_size, mask_paste=mask_paste)
+    if anchors is None:
+        anchors = FPNAnchors(style=conv['anchor_style'])
+    elif preset is None and anchor_style is None:
+        conv['anchor_style'] = anchors.style  # explicit anchors keep their own style
+    elif anchors.style != conv['anchor_style']:
+        anchors = anchors.with_style(conv['anchor_style'])
     fpn = FPN(backbone.out_channels, fpn_channels)
     if tuple(anchors.strides) != fpn.strides:
         raise ValueError('anchor strides {} must be the FPN strides {}'
                          .format(anchors.strides, fpn.strides))
-    rpn = FPNRPN(anchors, fpn_channels, rpn_channels, rpn_nms_thresh, rpn_train_pre_nms,
-                 rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size)
+    rpn = FPNRPN(anchors, fpn_channels, rpn_channels, rpn_nms_thresh, conv['rpn_train_pre_nms'],
+                 conv['rpn_train_post_nms'], conv['rpn_test_pre_nms'], conv['rpn_test_post_nms'],
+                 conv['rpn_min_size'], topk_per_level=conv['rpn_topk_per_level'])
     max_rois = max(per_device_batch_size * rcnn_num_sample, rpn.test_post_nms)
     if fpn_channels * 7 * 7 <= max_rois:  # see gluonpan.nn.pyramid_roi_align
         raise ValueError('{} RoIs per call need more than {} FPN channels'
                          .format(max_rois, max_rois // 49))
     num_things = categories.num_things
-    if test_max_dets > num_things * rpn.test_post_nms:
+    if conv['test_max_dets'] > num_things * rpn.test_post_nms:
         raise ValueError('test_max_dets={} exceeds classes x proposals = {}'
-                         .format(test_max_dets, num_things * rpn.test_post_nms))
+                         .format(conv['test_max_dets'], num_things * rpn.test_post_nms))
     roi_heads = RoIHeads(num_things, fpn.strides[:4], fpn_channels, fc_channels=box_fc_channels,
-                         mask_channels=mask_channels, batch_size=per_device_batch_size, num_proposals=rpn.train_post_nms,
+                         mask_channels=mask_channels,
+                         sampling_ratio=conv['roi_align_sampling_ratio'],
+                         batch_size=per_device_batch_size, num_proposals=rpn.train_post_nms,
                          num_sample=rcnn_num_sample, pos_iou_thresh=rcnn_pos_iou_thresh,
                          pos_ratio=rcnn_pos_ratio, max_num_gt=max_num_gt,
-                         score_thresh=test_score_thresh, nms_thresh=test_nms_thresh,
-                         max_dets=test_max_dets, box_clip=math.log(1000. / 16))
+                         score_thresh=conv['test_score_thresh'],
+                         nms_thresh=conv['test_nms_thresh'], max_dets=conv['test_max_dets'],
+                         box_clip=math.log(1000. / 16), roi_level_style=conv['roi_level_style'],
+                         roi_align_aligned=conv['roi_align_aligned'],
+                         min_box_size=conv['test_min_box_size'])
     sem_seg_head = SemanticFPNHead(categories.num_semantic_classes(semantic_mode), fpn_channels,
                                    sem_seg_channels, sem_seg_num_groups, fpn.strides[:4])
     return PanopticFPN(backbone, fpn, rpn, roi_heads, sem_seg_head, categories, semantic_mode,
-                       loss_weights)
+                       loss_weights, conventions=conv)

@@ -1,0 +1,124 @@
+"""Named conventions of the Mask R-CNN branch, and presets that reproduce a reference's choices.
+
+Layer for layer the instance branch computes what torchvision's and detectron2's do; end to end
+the results differ by a handful of conventions.  Each is a keyword option of
+:func:`~gluonpan.model_zoo.panoptic_fpn.build_panoptic_fpn` (so ``get_model(name, **options)`` and
+``--model-kwargs`` take them), and ``preset=`` sets them all at once; an option given explicitly
+wins over the preset.  The resolved values are ``net.conventions`` (plain JSON values: store them
+with converted weights so the model always runs with its source's semantics).
+
+Options
+-------
+anchor_style : str
+    ``'detectron1'``: boxes of Detectron1 / gluoncv, centred at ``(stride - 1) / 2`` with integer
+    inclusive sides (sizes 31/63/..., ratio boxes not mirror images of each other);
+    ``'torchvision'``: centred at 0 (the top-left corner of the location), half-sides
+    ``round(size / sqrt(r) / 2)``, ``round(size * sqrt(r) / 2)``; ``'detectron2'``: centred at 0,
+    the same sides unrounded.  Data workers get the same anchors (``net.anchors``).
+rpn_topk_per_level : bool
+    False: the ``pre_nms`` best proposals over all levels enter one NMS (gluoncv); True: the
+    ``pre_nms`` best *of each level* (by objectness logit) enter an NMS per level, and the
+    ``post_nms`` best survivors over all levels are kept (torchvision, detectron2, Detectron1 FPN).
+rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms : int
+    Proposals per image before NMS (in total, or per level: see ``rpn_topk_per_level``) and after.
+rpn_min_size : float
+    Proposal side threshold, in input pixels.  Global selection: a proposal with ``side + 1 <
+    rpn_min_size`` is dropped before the top-k (gluoncv).  Per-level selection: one with ``side <
+    rpn_min_size`` is dropped after the per-level top-k (torchvision, 1e-3).
+roi_level_style : str
+    The FPN level of a RoI, ``floor(4 + log2(s / 224))`` clipped to P2..P5, with ``s`` =
+    ``sqrt((w + 1) * (h + 1))`` and ``log2(s / 224 + 1e-6)`` for ``'detectron1'`` (gluoncv);
+    ``sqrt(w * h)`` and ``log2(s / 224) + 1e-6`` for ``'torchvision'``; ``sqrt(w * h)`` and
+    ``log2(s / 224 + 1e-8)`` for ``'detectron2'``.
+roi_align_aligned, roi_align_sampling_ratio : bool, int
+    RoIAlign with the half-pixel shift (detectron2's ROIAlignV2) or without (torchvision's
+    ``MultiScaleRoIAlign``: False, 2); ``sampling_ratio <= 0`` is adaptive (``ceil(bin size)``).
+test_score_thresh, test_nms_thresh, test_max_dets : float, float, int
+    Detection post-processing: minimal class score, class-aware NMS IoU, detections per image.
+test_min_box_size : float
+    Detections with a side ``< test_min_box_size`` pixels are dropped before the NMS
+    (torchvision: 1e-2; 0 keeps all).
+mask_paste : str
+    How :func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` pastes the 28x28 mask
+    probabilities into the image.  Both pad the 28x28 mask to 30x30 and scale the box by 30/28
+    about its centre; ``'gluoncv'`` (gluoncv's ``fill``) clips the box to the image first, rounds
+    it to integers and resizes with PIL's bilinear filter; ``'torchvision'``
+    (``paste_masks_in_image``) clips it to ``[0, W] x [0, H]``, truncates it to integers and
+    resizes with half-pixel bilinear interpolation.  Pixels with probability > 0.5 are the mask.
+
+Box-coder weights (RPN 1, 1, 1, 1; heads 10, 10, 5, 5), the delta clip ``log(1000 / 16)``, the RPN
+NMS IoU 0.7 and the clipping of boxes to ``[0, W] x [0, H]`` are the same in every reference and
+are not options.
+"""
+import copy
+
+from ...errors import UsageError
+
+__all__ = ['DEFAULT_PRESET', 'PRESETS', 'CONVENTION_NAMES', 'resolve_conventions']
+
+#: today's behaviour (gluoncv's Mask R-CNN FPN with Detectron1 anchors)
+DEFAULT_PRESET = 'gluoncv'
+
+PRESETS = {
+    'gluoncv': dict(
+        anchor_style='detectron1', rpn_topk_per_level=False, rpn_train_pre_nms=12000,
+        rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1.,
+        roi_level_style='detectron1', roi_align_aligned=False, roi_align_sampling_ratio=2,
+        test_score_thresh=0.05, test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=0.,
+        mask_paste='gluoncv'),
+    # torchvision.models.detection.maskrcnn_resnet50_fpn (torchvision 0.29 defaults)
+    'torchvision': dict(
+        anchor_style='torchvision', rpn_topk_per_level=True, rpn_train_pre_nms=2000,
+        rpn_train_post_nms=2000, rpn_test_pre_nms=1000, rpn_test_post_nms=1000,
+        rpn_min_size=1e-3, roi_level_style='torchvision', roi_align_aligned=False,
+        roi_align_sampling_ratio=2, test_score_thresh=0.05, test_nms_thresh=0.5,
+        test_max_dets=100, test_min_box_size=1e-2, mask_paste='torchvision'),
+}
+
+#: every option a preset sets
+CONVENTION_NAMES = tuple(sorted(PRESETS[DEFAULT_PRESET]))
+
+_CHOICES = dict(anchor_style=('detectron1', 'torchvision', 'detectron2'),
+                roi_level_style=('detectron1', 'torchvision', 'detectron2'),
+                mask_paste=('gluoncv', 'torchvision'))
+
+
+def resolve_conventions(preset=None, **options):
+    """The conventions of a model: ``preset``'s values, overridden by the options not ``None``.
+
+    Parameters
+    ----------
+    preset : str, optional
+        A key of :data:`PRESETS`; default :data:`DEFAULT_PRESET`.
+    **options
+        Any of :data:`CONVENTION_NAMES`; ``None`` means "the preset's value".
+
+    Returns
+    -------
+    dict
+        Every name of :data:`CONVENTION_NAMES` plus ``'preset'``, JSON-serialisable.
+
+    Raises
+    ------
+    gluonpan.errors.UsageError
+        For an unknown preset, option name or choice (a ``ValueError``).
+    """
+    name = DEFAULT_PRESET if preset is None else preset
+    if name not in PRESETS:
+        raise UsageError('unknown preset {!r}; valid presets: {}'.format(name, sorted(PRESETS)))
+    unknown = sorted(set(options) - set(CONVENTION_NAMES))
+    if unknown:
+        raise UsageError('unknown convention option(s) {}; valid: {}'.format(unknown,
+                                                                            CONVENTION_NAMES))
+    out = copy.deepcopy(PRESETS[name])
+    out.update({k: v for k, v in options.items() if v is not None})
+    for key, choices in _CHOICES.items():
+        if out[key] not in choices:
+            raise UsageError('{}={!r}: valid values are {}'.format(key, out[key], choices))
+    if out['rpn_min_size'] < 0 or out['test_min_box_size'] < 0:
+        raise UsageError('rpn_min_size and test_min_box_size must be >= 0, got {} and {}'
+                         .format(out['rpn_min_size'], out['test_min_box_size']))
+    out['rpn_topk_per_level'] = bool(out['rpn_topk_per_level'])
+    out['roi_align_aligned'] = bool(out['roi_align_aligned'])
+    out['preset'] = name
+    return out
