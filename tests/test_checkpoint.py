@@ -256,3 +256,14 @@ def test_validation_history_is_rewritten_whole_and_replaces_later_epochs(tmp_pat
     history.record(3, {'PQ': 0.33})  # a run resumed from before epoch 4 validates it again
     assert history.entries() == [{'epoch': 2, 'PQ': 0.1}, {'epoch': 4, 'PQ': 0.33}]
     assert os.listdir(str(tmp_path)) == ['val_history.jsonl']
+
+
+def test_a_kill_while_pruning_leaves_nothing_once_the_run_is_reopened(tmp_path):
+    """Pruning deletes the record first; a kill right after leaves .params/.states without one,
+    which no later save may come to remove (the run's last epoch): opening the folder does."""
+    net, trainer, _, ckpt = _setup(tmp_path)
+    ckpt.save(1, 0, 10)
+    os.remove(str(tmp_path / 'toy-0001.json'))  # what the kill left: data files, no record
+    assert os.path.exists(str(tmp_path / 'toy-0001.params'))
+    _setup(tmp_path)
+    assert os.listdir(str(tmp_path)) == []

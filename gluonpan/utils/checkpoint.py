@@ -303,6 +303,7 @@ class CheckpointManager:
         self.enabled = enabled
         if enabled:
             os.makedirs(folder, exist_ok=True)
+            self.remove_uncommitted()  # a run killed while pruning left some behind
 
     def save(self, epoch, iteration, global_step, keep=False):
         """Write a checkpoint of the current state.
@@ -429,6 +430,12 @@ class CheckpointManager:
             for ext in ('.json', '.params', '.states'):  # the record first: never a dangling one
                 if os.path.exists(root + ext):
                     os.remove(root + ext)
+        self.remove_uncommitted()
+
+    def remove_uncommitted(self):
+        """Delete this prefix's ``.params`` / ``.states`` without a ``.json`` record (a write that
+        never committed, or a pruning that a kill interrupted: the record goes first) and its
+        temporary files."""
         pattern = _file_pattern(self.prefix, ['params', 'states'])
         for name in os.listdir(self.folder):
             leftover_tmp = name.startswith('.' + self.prefix + '-') and '.tmp.' in name
