@@ -37,6 +37,7 @@ setup(
     version='0.1.0',
     description='Panoptic segmentation model zoo for MXNet Gluon (Panoptic FPN, Cityscapes, COCO)',
     packages=find_packages(include=['gluonpan', 'gluonpan.*']),
+    package_data={'gluonpan.data': ['coco_panoptic_categories.json']},
     python_requires='>=3.8',
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -12,8 +12,10 @@ from mxnet.gluon import nn
 from gluoncv.model_zoo.rcnn.rpn.anchor import generate_base_anchors
 
 from gluonpan.model_zoo.panoptic_fpn import resnet_v1b_backbone
-from gluonpan.model_zoo.panoptic_fpn.inference import paste_masks_torchvision, resize_bilinear
-from gluonpan.nn import FPN, FPNAnchors, GroupNorm, MaskHead, SemanticFPNHead, pyramid_roi_align
+from gluonpan.model_zoo.panoptic_fpn.inference import (paste_masks_detectron2,
+                                                       paste_masks_torchvision, resize_bilinear)
+from gluonpan.nn import (FPN, FPNAnchors, FPNRPN, GroupNorm, MaskHead, SemanticFPNHead,
+                         pyramid_roi_align)
 from gluonpan.nn.roi_heads import roi_levels
 from gluonpan.nn.losses import rpn_losses, semantic_loss
 from gluonpan.nn.semantic_head import _upsample_like
@@ -230,6 +232,35 @@ def test_pyramid_roi_align_aligned_adaptive():
     assert np.abs(out[0].asnumpy() - unaligned[0].asnumpy()).max() > 1e-3
 
 
+def test_pyramid_roi_align_aligned_pools_zeros_for_rois_without_area():
+    """MXNet's aligned ROIAlign aborts the process on them (CHECK roi_width > 0); detectron2's
+    and torchvision's pool zeros."""
+    feats = [mx.nd.random.normal(shape=(1, 4, 256 // s, 256 // s)) for s in (4, 8, 16, 32)]
+    rois = mx.nd.array([[0, 3, 5, 40, 30], [0, 7, 7, 7, 20], [0, 9, 9, 30, 9],
+                        [0, -1, -1, -1, -1]])  # a box, two lines, a padding row
+    pool = AlignedPool()
+    pool.hybridize()
+    out = pool(rois, *feats).asnumpy()
+    assert not out[1:].any() and np.abs(out[0]).max() > 0
+    direct = mx.nd.contrib.ROIAlign(feats[0], rois[0:1], (7, 7), 0.25, sample_ratio=0,
+                                    aligned=True)
+    np.testing.assert_allclose(out[0], direct[0].asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('strict', [False, True])
+def test_rpn_min_size_strict_drops_proposals_without_area(strict):
+    rpn = FPNRPN(FPNAnchors(style='detectron2'), min_size=0, topk_per_level=True,
+                 min_size_strict=strict)
+    # (1, 4, 5): logit, box; a box clipped to a line at the right edge, a point, a normal box
+    proposals = mx.nd.array([[[3, 160, 0, 160, 10], [2, 5, 5, 5, 5], [1, 0, 0, 10, 10],
+                              [0, 4, 4, 6, 6]]])
+    top = rpn._level_top(mx.nd, 2, proposals, 3).asnumpy()[0]  # (4, 6) level, prob, box
+    np.testing.assert_array_equal(top[:, 0], 2)
+    kept = top[:, 1] >= 0
+    np.testing.assert_array_equal(kept, [not strict, not strict, True, False])  # top 3 only
+    np.testing.assert_allclose(top[2, 1], 1 / (1 + np.exp(-1.)), rtol=1e-6)
+
+
 def test_anchor_styles():
     # Detectron1 (default): gluoncv's boxes, centred on (stride - 1) / 2
     np.testing.assert_array_equal(FPNAnchors()._base[0], generate_base_anchors(4, (32,), (0.5, 1, 2)))
@@ -267,3 +298,20 @@ def test_paste_masks_torchvision_boxes_and_clipping():
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 48, 10, 38)
     assert pasted[1].any() and not pasted[1][:, :149].any()  # clipped at the image's right edge
     assert paste_masks_torchvision(probs[:0], boxes[:0], (160, 64)).shape == (0, 64, 160)
+
+
+def test_paste_masks_detectron2_samples_the_unpadded_box():
+    probs = np.ones((3, 28, 28), np.float32)
+    boxes = np.array([[10, 20, 38, 48], [150, 0, 160, 10], [5, 5, 5, 9]], np.float32)
+    pasted = paste_masks_detectron2(probs, boxes, (160, 64))
+    # pixel centres x + 0.5 inside [10, 38] sample the mask at >= 0.5 (half a cell of zeros
+    # outside it): columns 10..37, rows 20..47 (torchvision's padded box gives 10..38, 20..48)
+    rows, cols = np.nonzero(pasted[0])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 47, 10, 37)
+    rows, cols = np.nonzero(pasted[1])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 9, 150, 159)
+    assert not pasted[2].any()  # a box without area
+    half = np.zeros((1, 28, 28), np.float32)
+    half[:, :, :14] = 1  # the left half of the box
+    cols = np.nonzero(paste_masks_detectron2(half, boxes[:1], (160, 64))[0].any(axis=0))[0]
+    np.testing.assert_array_equal(cols, np.arange(10, 24))

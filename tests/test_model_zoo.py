@@ -21,8 +21,9 @@ H, W = 96, 160
 TINY = dict(rpn_train_pre_nms=600, rpn_train_post_nms=200, rpn_test_pre_nms=300,
             rpn_test_post_nms=100, rcnn_num_sample=64, max_num_gt=8, test_max_dets=20)
 NAMES = ['panoptic_fpn_resnet18_v1b_citys', 'panoptic_fpn_resnet50_v1b_citys',
-         'panoptic_fpn_resnet101_v1b_citys', 'panoptic_fpn_resnet50_v1b_coco',
-         'panoptic_fpn_resnet101_v1b_coco']
+         'panoptic_fpn_resnet101_v1b_citys', 'panoptic_fpn_resnet18_v1b_coco',
+         'panoptic_fpn_resnet50_v1b_coco', 'panoptic_fpn_resnet101_v1b_coco',
+         'panoptic_fpn_resnet50_msra_coco', 'panoptic_fpn_resnet101_msra_coco']
 
 
 def fake_coco_categories():
@@ -103,8 +104,13 @@ def test_every_registered_model_builds(name):
 def test_coco_needs_its_categories():
     with pytest.raises(ValueError, match='JSON'):
         get_model('panoptic_fpn_resnet50_v1b_coco')
-    with pytest.raises(ValueError, match='80 thing'):
-        get_model('panoptic_fpn_resnet50_v1b_coco', categories=cityscapes_categories())
+    # any COCO-format category set (a user's data, the synthetic COCO split), also as a JSON list
+    cats = cityscapes_categories().to_json()
+    net = get_model('panoptic_fpn_resnet18_v1b_coco', categories=cats, **TINY)
+    assert net.categories.thing_ids == cityscapes_categories().thing_ids
+    with pytest.raises(ValueError, match='thing and stuff'):
+        get_model('panoptic_fpn_resnet18_v1b_coco', categories={'categories': [
+            dict(id=1, name='a', isthing=1)]}, **TINY)
 
 
 def conv(cin, cout, k, bias=True):
@@ -200,6 +206,27 @@ def test_conventions_default_preset_and_overrides(net, tmp_path):
         tiny_net(preset='detectron3')
     with pytest.raises(ValueError, match='anchor_style'):
         tiny_net(anchor_style='torchvison')
+
+
+def test_detectron2_preset_trains_with_l1_box_losses():
+    net = tiny_net(preset='detectron2')
+    assert net.conventions['rpn_box_loss_beta'] == net.roi_heads._box_loss_beta == 0
+    assert net.rpn.min_size_strict and net.conventions['mask_paste'] == 'detectron2'
+    values = check_losses(net.train_losses(make_batch(net, [make_image(net, *ONE, seed=0)])))
+    assert values['loss_rcnn_box'] > 0 and values['loss_mask'] > 0
+
+
+def test_predict_clips_to_the_image_inside_the_padding():
+    net = tiny_net(preset='detectron2')
+    x = mx.nd.random.uniform(-2, 2, shape=(1, 3, 96, 160))
+    ids, _, boxes, _, _ = net.predict(x, (70, 130))
+    found = boxes[0].asnumpy()[ids[0, :, 0].asnumpy() >= 0]
+    assert len(found) and (found[:, 2] <= 130).all() and (found[:, 3] <= 70).all()
+    ids, _, boxes, _, _ = net.predict(x)
+    found = boxes[0].asnumpy()[ids[0, :, 0].asnumpy() >= 0]
+    assert (found[:, 2] > 130).any() or (found[:, 3] > 70).any()
+    with pytest.raises(ValueError, match='window'):
+        net.predict(x, (100, 150))
 
 
 def check_losses(losses):

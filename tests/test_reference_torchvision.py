@@ -15,7 +15,6 @@ reader.  Regenerate both fixtures (PyTorch venv; see the script's docstring for 
     OMP_NUM_THREADS=2 /work/refenv/bin/python tools/reference/make_torchvision_fixtures.py
 """
 import argparse
-import json
 import os
 import pickle
 import zipfile
@@ -34,6 +33,9 @@ from gluonpan.model_zoo.panoptic_fpn.inference import paste_masks_torchvision
 from gluonpan.nn.anchors import FPNAnchors
 from gluonpan.utils.cli import load_model, run_args
 
+from _reference import (assert_detections, assert_fpn_features, assert_pasted,
+                        assert_weights_regenerated, load_fixture)
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 FIXTURE = os.path.join(FIXTURES, 'torchvision_maskrcnn.npz')
 MODEL = 'panoptic_fpn_resnet50_v1b_citys'
@@ -41,10 +43,7 @@ MODEL = 'panoptic_fpn_resnet50_v1b_citys'
 
 @pytest.fixture(scope='module')
 def reference():
-    with np.load(FIXTURE) as z:
-        ref = {k: z[k] for k in z.files}
-    ref['meta'] = json.loads(str(ref['meta']))
-    return ref
+    return load_fixture(FIXTURE)
 
 
 @pytest.fixture(scope='module')
@@ -110,10 +109,7 @@ def test_converter_checks_names_and_shapes(torchvision_net, reference, weights, 
 
 def test_seeded_weights_and_images_are_regenerated_exactly(reference, weights):
     meta = reference['meta']
-    assert sorted(weights) == sorted(meta['weights_fingerprint'])
-    got = fingerprint(weights)
-    bad = [k for k, v in meta['weights_fingerprint'].items() if got[k] != v]
-    assert not bad, 'numpy drew other weights than in the fixture: {}'.format(bad[:5])
+    assert_weights_regenerated(weights, meta)
     images = seeded_images(meta['seed'], meta['num_images'], meta['height'], meta['width'])
     assert fingerprint({'i': images})['i'] == meta['images_fingerprint']
 
@@ -124,15 +120,7 @@ def test_anchors(reference):
 
 
 def test_fpn_features(reference, ours):
-    for i, out in enumerate(ours):
-        for level, feat in enumerate(out['feats']):
-            ref = reference['feat{}_slice_{}'.format(level, i)]
-            scale = np.abs(ref).max()
-            err = np.abs(feat[::32] - ref).max() / scale
-            assert err < 1e-4, 'image {} P{}: max error {:.2e} of max |x|'.format(i, level + 2, err)
-            stats = np.array([feat.mean(), feat.std(), np.abs(feat).max()])
-            np.testing.assert_allclose(stats, reference['feat{}_stats_{}'.format(level, i)],
-                                       atol=1e-4 * scale)
+    assert_fpn_features(reference, ours)
 
 
 def test_proposals(reference, ours):
@@ -145,13 +133,7 @@ def test_proposals(reference, ours):
 
 
 def test_detections(reference, ours):
-    for i, out in enumerate(ours):
-        ref = reference['boxes_{}'.format(i)]
-        assert out['boxes'].shape == ref.shape, 'image {}'.format(i)
-        np.testing.assert_allclose(out['boxes'], ref, rtol=0, atol=1e-3)
-        np.testing.assert_array_equal(out['labels'], reference['labels_{}'.format(i)])
-        np.testing.assert_allclose(out['scores'], reference['scores_{}'.format(i)], rtol=0,
-                                   atol=1e-5)
+    assert_detections(reference, ours)
 
 
 def test_masks(reference, ours):
@@ -159,15 +141,8 @@ def test_masks(reference, ours):
     for i, out in enumerate(ours):
         ref = reference['mask_probs_{}'.format(i)].astype(np.float32)
         np.testing.assert_allclose(out['mask_probs'], ref, rtol=0, atol=1e-4)
-        size = (len(ref), meta['height'], meta['width'])
-        ref_pasted = np.unpackbits(reference['masks_pasted_{}'.format(i)],
-                                   count=int(np.prod(size))).reshape(size)  # (D, H, W)
-        pasted = paste_masks_torchvision(out['mask_probs'], out['boxes'],
-                                         (meta['width'], meta['height']))
-        differ = int((pasted != ref_pasted).sum())
-        # only pixels whose probability is within float error of 0.5 may flip
-        assert differ <= 1e-4 * ref_pasted.sum(), 'image {}: {} of {} mask pixels differ'.format(
-            i, differ, ref_pasted.sum())
+        assert_pasted(reference, i, paste_masks_torchvision(out['mask_probs'], out['boxes'],
+                                                            (meta['width'], meta['height'])))
 
 
 def test_default_conventions_do_not_reproduce_torchvision(reference, weights):

@@ -192,3 +192,43 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.parse_args(['--config', str(cfg)])
     assert 'learning_rate' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_coco_format_train_eval_demo(synthetic_coco, tmp_path):
+    """The COCO path end to end on the synthetic COCO split: train, eval (files scored by COCO's
+    panopticapi with the same numbers), demo; the run's args.json carries the categories and the
+    conventions, so eval and demo need nothing but the weights."""
+    import contextlib
+    import io
+    from unittest import mock
+    from panopticapi.evaluation import pq_compute
+    save_dir = str(tmp_path / 'run')
+    args = _train_args(synthetic_coco, save_dir, '--batch-size', '1', '--epochs', '1')
+    args[args.index('synthetic')] = 'synthetic_coco'
+    for flag in ('--synthetic-size', '--synthetic-train', '--synthetic-val'):  # the data exists
+        del args[args.index(flag):args.index(flag) + 2]
+    _script('train_panoptic_fpn').main(args)
+    record = json.load(open(os.path.join(save_dir, 'args.json')))
+    assert record['model'] == 'panoptic_fpn_resnet18_v1b_coco'
+    assert {c['id'] for c in record['categories']} == {c['id'] for c in json.load(open(
+        os.path.join(synthetic_coco, 'annotations', 'panoptic_val2017.json')))['categories']}
+    assert json.loads(record['model_kwargs'])['anchor_style'] == 'detectron1'  # conventions kept
+    params = os.path.join(save_dir, 'panoptic_fpn_resnet18_v1b_coco-final.params')
+    res = _script('eval_panoptic_fpn').main(['--pretrained', params, '--gpus', '', '--num-workers',
+                                             '0', '--save-dir', str(tmp_path / 'eval')])
+    assert res['num_images'] == 2
+    gt_json = os.path.join(synthetic_coco, 'annotations', 'panoptic_val2017.json')
+    pred_json = str(tmp_path / 'eval' / 'panoptic_pred.json')
+    with mock.patch('multiprocessing.cpu_count', return_value=1), \
+            contextlib.redirect_stdout(io.StringIO()):
+        ref = pq_compute(gt_json, pred_json, gt_json[:-5], pred_json[:-5])
+    for group in ('All', 'Things', 'Stuff'):
+        for key in ('pq', 'sq', 'rq', 'n'):
+            assert ref[group][key] == pytest.approx(res[group][key], abs=1e-9), (group, key)
+    image = sorted(glob.glob(os.path.join(synthetic_coco, 'val2017', '*.jpg')))[0]
+    stems = _script('demo_panoptic_fpn').main(
+        ['--pretrained', params, '--images', image, '--out-dir', str(tmp_path / 'demo')])
+    info = json.load(open(stems[0] + '_panoptic.json'))
+    coco_ids = {c['id'] for c in record['categories']}
+    assert all(s['category_id'] in coco_ids for s in info['segments_info'])

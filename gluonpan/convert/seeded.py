@@ -29,7 +29,7 @@ def _std_uniform(seed, name, shape, std):
     return uniform(seed, name, shape, -half, half)
 
 
-def seeded_weights(spec, seed, gains=None):
+def seeded_weights(spec, seed, gains=None, zero_mean=()):
     """Random weights for a network described by ``spec`` (PyTorch layouts and names).
 
     Parameters
@@ -44,6 +44,10 @@ def seeded_weights(spec, seed, gains=None):
         ``{regular expression: gain}``: a conv / linear weight whose name matches (``re.search``)
         has standard deviation ``gain / sqrt(fan_in)``; the first matching expression in the
         dict's order wins, default gain ``sqrt(2)`` (variance-preserving before a ReLU).
+    zero_mean : tuple of str
+        Regular expressions: a conv / linear weight whose name matches has the mean of each
+        output row (over ``shape[1:]``) subtracted.  A predictor after a ReLU otherwise gives
+        every input the same preferred class (its inputs share a positive mean).
 
     Returns
     -------
@@ -64,6 +68,11 @@ def seeded_weights(spec, seed, gains=None):
             # a transposed conv (in, out, kh, kw) also sums over in * kh * kw / stride**2
             # inputs; fan-in = prod(shape[1:]) is close enough for random weights
             out[name] = _std_uniform(seed, name, shape, gain / np.sqrt(np.prod(shape[1:])))
+            if any(re.search(p, name) for p in zero_mean):
+                rows = out[name].reshape((shape[0], -1)).astype(np.float64)  # (out, fan_in)
+                # in float64: the float32 result does not depend on numpy's summation order
+                centred = rows - rows.mean(axis=1, keepdims=True)  # (out, fan_in)
+                out[name] = centred.astype(np.float32).reshape(shape)  # (*shape)
         elif leaf == 'weight':
             out[name] = uniform(seed, name, shape, 0.5, 1.5)
         elif leaf == 'running_var':

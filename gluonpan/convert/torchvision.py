@@ -19,15 +19,16 @@ The semantic head has no torchvision counterpart and keeps its own initialisatio
 model must run with torchvision's conventions: build it with ``preset='torchvision'`` (see
 :mod:`gluonpan.model_zoo.panoptic_fpn.conventions`).
 """
-import json
 import logging
-import os
 import re
 from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ['PRESET', 'maskrcnn_resnet_fpn_spec', 'normalize_keys', 'convert_maskrcnn_state_dict',
+from .common import CheckpointMismatch, load_checked, save_converted
+
+__all__ = ['PRESET', 'COCO_NUM_CLASSES', 'maskrcnn_resnet_fpn_spec', 'normalize_keys',
+           'select_classes', 'resnet_to_backbone', 'convert_file', 'convert_maskrcnn_state_dict',
            'maskrcnn_to_gluonpan', 'save_converted']
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ def convert_maskrcnn_state_dict(state_dict):
     for key, value in normalize_keys(state_dict).items():
         name = _our_name(key)
         if name is None:
-            raise KeyError('torchvision key {!r} has no gluonpan counterpart'.format(key))
+            raise CheckpointMismatch('torchvision key {!r} has no gluonpan counterpart (another '
+                                     'architecture?)'.format(key))
         array = np.asarray(value, dtype=np.float32)
         if key.startswith('roi_heads.box_predictor.bbox_pred.'):
             array = array[4:]  # (4 * (K + 1), ...) -> (4 * K, ...): no background regression
@@ -208,57 +210,136 @@ def maskrcnn_to_gluonpan(state_dict, net):
     ------
     KeyError, ValueError
         A key without counterpart, a parameter of ours missing from the instance branch, or a
-        shape that differs (naming both names and shapes).
+        shape that differs (naming both names and shapes); see
+        :func:`gluonpan.convert.common.load_checked`.
     """
-    import mxnet as mx  # only here: the spec and the conversion itself need numpy alone
     if getattr(net, 'conventions', {}).get('preset') != PRESET:
         logger.warning('converted torchvision weights need preset=%r, the net has conventions %s',
                        PRESET, getattr(net, 'conventions', None))
-    arrays = convert_maskrcnn_state_dict(state_dict)
-    params = net._collect_params_with_prefix()  # pylint: disable=protected-access
-    unknown = sorted(set(arrays) - set(params))
-    if unknown:
-        raise KeyError('converted names {} are not parameters of the net'.format(unknown[:5]))
-    for name, array in arrays.items():
-        if tuple(params[name].shape) != array.shape:
-            raise ValueError('{}: torchvision gives shape {}, the net has {} (class count or '
-                             'backbone depth differ?)'.format(name, array.shape,
-                                                              params[name].shape))
-    kept = [n for n in params if n not in arrays]
-    missing = [n for n in kept if not n.startswith('sem_seg_head.') and
-               not n.startswith(('rpn.anchor_generator.', 'roi_heads.box_targets.'))]
-    if missing:
-        raise KeyError('the state dict lacks {} parameter(s) of the instance branch, e.g. {}'
-                       .format(len(missing), missing[:5]))
-    for name, array in arrays.items():  # all checked first: a bad state dict changes nothing
-        params[name].set_data(mx.nd.array(array, dtype='float32'))
-    return kept
+    return load_checked(net, convert_maskrcnn_state_dict(state_dict), 'torchvision',
+                        own_prefixes=('sem_seg_head.', 'rpn.anchor_generator.',
+                                      'roi_heads.box_targets.'))
 
 
-def save_converted(net, params_path, network='resnet50_v1b', dataset='citys', source=''):
-    """Write converted weights and, beside them, the ``args.json`` that runs them correctly.
+#: torchvision's COCO detection models have 91 class slots: index = COCO category id (0 is the
+#: background, 11 ids are unused), so our 80 thing classes are the rows of their ids
+COCO_NUM_CLASSES = 91
+_CLASS_ROWS = ('roi_heads.box_predictor.cls_score.', 'roi_heads.mask_predictor.mask_fcn_logits.')
 
-    ``args.json`` is what a training run leaves beside its weights (``network``, ``dataset``,
-    ``model_kwargs``), so ``eval_panoptic_fpn.py`` / ``demo_panoptic_fpn.py --pretrained
-    params_path`` rebuild the net with the source's conventions: ``model_kwargs`` holds every
-    resolved convention of ``net.conventions`` explicitly (not only the preset's name, whose
-    values could change), plus ``source`` for the record.  Both files are written atomically.
+
+def select_classes(state_dict, rows):
+    """The state dict with only the class rows ``rows`` (background ``0`` first) of its
+    class-dependent predictors: classifier, box regressor (4 rows per class), mask logits."""
+    rows = np.asarray(rows, np.int64)
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        value = np.asarray(value)
+        if key.startswith(_CLASS_ROWS):
+            value = value[rows]  # (num_classes, ...) -> (len(rows), ...)
+        elif key.startswith('roi_heads.box_predictor.bbox_pred.'):
+            per_class = value.reshape((-1, 4) + value.shape[1:])  # (num_classes, 4, ...)
+            value = per_class[rows].reshape((-1,) + value.shape[1:])  # (4 * len(rows), ...)
+        out[key] = value
+    return out
+
+
+#: torchvision ImageNet ResNets with the layers of gluoncv's ResNetV1b (stride in the 3x3 conv)
+RESNET_DEPTHS = {6: 'resnet50_v1b', 23: 'resnet101_v1b'}
+
+
+def resnet_to_backbone(state_dict, where='checkpoint'):
+    """A torchvision ImageNet ResNet-50 / 101 (``resnet50-*.pth``) as a gluonpan backbone.
+
+    torchvision's ImageNet ResNets take our input format (RGB, ImageNet mean and std) and put
+    the stride in the 3x3 conv like ``ResNetV1b``; the classifier ``fc`` is dropped.
 
     Parameters
     ----------
-    net : PanopticFPN
-        The converted network (e.g. after :func:`maskrcnn_to_gluonpan`).
-    params_path : str
-        Destination ``.params``; ``args.json`` goes to its folder (which should hold nothing else).
-    network, dataset : str
-        Backbone and dataset names of the zoo model (``--network`` / ``--dataset``).
-    source : str
-        Where the weights came from (a file name, a URL), recorded as is.
+    state_dict : dict
+        ``{torchvision name: array}`` of ``torchvision.models.resnet{50,101}``.
+    where : str
+        The file, named in errors.
+
+    Returns
+    -------
+    (str, gluonpan.nn.ResNetV1bFeatures)
+        The backbone name (``'resnet50_v1b'`` / ``'resnet101_v1b'``) and the loaded backbone,
+        whose ``save_parameters`` file ``get_model(..., pretrained_base=FILE)`` takes.
     """
-    from ..utils.checkpoint import atomic_write, atomic_write_json
-    folder = os.path.dirname(os.path.abspath(params_path))
-    os.makedirs(folder, exist_ok=True)
-    atomic_write(params_path, net.save_parameters)
-    record = {'network': network, 'dataset': dataset, 'converted_from': source,
-              'model_kwargs': json.dumps(net.conventions, sort_keys=True)}
-    atomic_write_json(os.path.join(folder, 'args.json'), record, indent=1, sort_keys=True)
+    import mxnet as mx
+    from ..errors import DataError
+    from ..model_zoo.panoptic_fpn.predefined import resnet_v1b_backbone
+    state = {k: v for k, v in state_dict.items() if not k.endswith('num_batches_tracked')}
+    blocks = {k.split('.')[1] for k in state if k.startswith('layer3.')}
+    if 'fc.weight' not in state or len(blocks) not in RESNET_DEPTHS:
+        raise DataError('{}: not a torchvision ImageNet ResNet-50 / 101 state dict ({} layer3 '
+                        'blocks, fc {})'.format(where, len(blocks), 'fc.weight' in state))
+    name = RESNET_DEPTHS[len(blocks)]
+    arrays = convert_maskrcnn_state_dict(
+        {'backbone.body.' + k: v for k, v in state.items() if not k.startswith('fc.')})
+    backbone = resnet_v1b_backbone(name)
+    backbone.initialize()
+    backbone(mx.nd.zeros((1, 3, 32, 32)))  # deferred shapes
+    load_checked(backbone, {k[len('backbone.'):]: v for k, v in arrays.items()},
+                 'torchvision ImageNet')
+    return name, backbone
+
+
+def convert_file(path, out_dir, categories=None):
+    """``python -m gluonpan.convert torchvision``: a Mask R-CNN R50-FPN ``.pth`` -> our COCO model,
+    or an ImageNet ResNet-50 / 101 ``.pth`` -> a ``pretrained_base`` backbone.
+
+    Parameters
+    ----------
+    path : str
+        ``maskrcnn_resnet50_fpn_coco-*.pth`` (91 COCO class slots), a Mask R-CNN state dict of
+        K + 1 classes for ``categories`` with K things, or ``resnet{50,101}-*.pth``.
+    out_dir : str
+        Gets ``panoptic_fpn_resnet50_v1b_coco.params`` and ``args.json``, or
+        ``resnet{50,101}_v1b_torchvision.params`` (``get_model(..., pretrained_base=FILE)``).
+    categories : PanopticCategories, optional
+        Default: COCO panoptic's 133.  The semantic head is freshly initialised.
+
+    Returns
+    -------
+    str
+        The ``.params`` path.
+    """
+    import os
+    from ..errors import DataError
+    from ..model_zoo import get_model
+    from ..data.categories import coco_categories_from_json
+    from ..model_zoo.panoptic_fpn.predefined import COCO_CATEGORIES_JSON
+    from ..utils.checkpoint import atomic_write
+    from .pth import load_pth, state_dict_of
+    state = normalize_keys(state_dict_of(load_pth(path)))
+    key = 'roi_heads.box_predictor.cls_score.weight'
+    if key not in state and 'fc.weight' in state:
+        name, backbone = resnet_to_backbone(state, path)
+        params = os.path.join(out_dir, name + '_torchvision.params')
+        os.makedirs(out_dir, exist_ok=True)
+        atomic_write(params, backbone.save_parameters)
+        logger.info('wrote %s: the ImageNet %s of %s (get_model(..., pretrained_base=%r))',
+                    params, name, path, params)
+        return params
+    if key not in state:
+        raise DataError('{}: no {} (neither a torchvision Mask R-CNN nor an ImageNet ResNet)'
+                        .format(path, key))
+    if categories is None:
+        categories = coco_categories_from_json(COCO_CATEGORIES_JSON)
+    num_classes = state[key].shape[0]
+    if num_classes == COCO_NUM_CLASSES and max(categories.thing_ids) < COCO_NUM_CLASSES:
+        state = select_classes(state, [0] + categories.thing_ids)
+    elif num_classes != categories.num_things + 1:
+        raise DataError('{}: {} class slots (background included); the categories have {} thing '
+                        'classes (COCO models have {} slots indexed by category id)'.format(
+                            path, num_classes, categories.num_things, COCO_NUM_CLASSES))
+    name = 'panoptic_fpn_resnet50_v1b_coco'
+    net = get_model(name, categories=categories, preset=PRESET)
+    maskrcnn_to_gluonpan(state, net)
+    params = os.path.join(out_dir, name + '.params')
+    save_converted(net, params, 'resnet50_v1b', 'coco', os.path.basename(path),
+                   categories.to_json())
+    logger.info('wrote %s: the instance branch of %s; the semantic head is untrained', params,
+                path)
+    return params

@@ -64,9 +64,10 @@ def get_model(name, pretrained=False, pretrained_base=False, ctx=mx.cpu(), root=
         ``True``: the released weights from the store (``{root}/{name}-{sha1[:8]}.params``,
         downloaded on first use);
         a path: load that ``.params`` file; ``False``: no trained weights.
-    pretrained_base : bool
-        Load gluoncv's ImageNet backbone from the store, downloaded on first use (ignored when
-        ``pretrained``).
+    pretrained_base : bool or str
+        ``True``: gluoncv's ImageNet backbone from the store, downloaded on first use; a path: a
+        converted backbone ``.params`` (e.g. torchvision's ImageNet ResNet through
+        ``python -m gluonpan.convert``); ignored when ``pretrained``.
     ctx : mx.Context or list of mx.Context
         Context(s) of the parameters.
     root : str, optional

@@ -3,10 +3,44 @@
 gluoncv wires its FPN to a ResNet by auto-generated symbol names (``'layers1_relu8_fwd'``).  We
 take the stages as attributes instead, so the wiring survives any change of prefixes and the
 network stays an ordinary ``HybridBlock`` tree.
+
+:func:`stride_in_1x1` turns a ``ResNetV1b`` into the MSRA ResNet of the original paper (Caffe2,
+Detectron, detectron2's ``RESNETS.STRIDE_IN_1X1=True``): the same layers and parameters, with the
+stride of each downsampling bottleneck in its first 1x1 convolution instead of its 3x3 one.
 """
 from mxnet.gluon import nn
 
-__all__ = ['ResNetV1bFeatures']
+__all__ = ['ResNetV1bFeatures', 'stride_in_1x1']
+
+
+def stride_in_1x1(resnet):
+    """Move the stride of every strided bottleneck of ``resnet`` from ``conv2`` to ``conv1``.
+
+    gluoncv's ``BottleneckV1b`` strides its 3x3 ``conv2``; the MSRA ResNet strides the 1x1
+    ``conv1`` before it (the 3x3 conv then runs at the output resolution).  Parameters, names and
+    shapes do not change, only the two convolutions' strides.
+
+    Parameters
+    ----------
+    resnet : gluoncv.model_zoo.ResNetV1b
+        Built with Bottleneck blocks and ``dilated=False``, before its first forward.
+
+    Returns
+    -------
+    gluoncv.model_zoo.ResNetV1b
+        ``resnet`` itself, changed in place.
+    """
+    for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4):
+        for block in layer:
+            if not hasattr(block, 'conv3'):
+                raise ValueError('stride_in_1x1 needs bottleneck blocks, got {}'
+                                 .format(type(block).__name__))
+            # gluon's Conv2D keeps its operator arguments in _kwargs (read at every forward)
+            stride = block.conv2._kwargs['stride']  # pylint: disable=protected-access
+            if tuple(stride) != (1, 1):
+                block.conv1._kwargs['stride'] = stride  # pylint: disable=protected-access
+                block.conv2._kwargs['stride'] = (1, 1)  # pylint: disable=protected-access
+    return resnet
 
 
 class ResNetV1bFeatures(nn.HybridBlock):

@@ -85,8 +85,9 @@ def pyramid_roi_align(F, feats, rois, output_size, strides, sampling_ratio=2,
     level_style : str
         RoI level formula, see :func:`roi_levels`.
     aligned : bool
-        Half-pixel shift of the RoI coordinates (detectron2's ROIAlignV2); False is
-        torchvision's and gluoncv's RoIAlign (RoI sides at least 1 feature pixel).
+        Half-pixel shift of the RoI coordinates (detectron2's ROIAlignV2; a RoI without area
+        pools zeros); False is torchvision's and gluoncv's RoIAlign (RoI sides at least 1
+        feature pixel).
 
     Returns
     -------
@@ -97,6 +98,11 @@ def pyramid_roi_align(F, feats, rois, output_size, strides, sampling_ratio=2,
                        canonical_size, canonical_level)  # (R, 1)
     pooled = []
     dummy = -F.ones_like(F.slice_axis(rois, axis=0, begin=0, end=1))  # (1, 5)
+    if aligned:
+        # MXNet's aligned ROIAlign aborts on a RoI without area (torchvision's and detectron2's
+        # pool zeros): such RoIs (padding rows, boxes clipped to a line) go to no level
+        _, x1, y1, x2, y2 = F.split(rois, axis=-1, num_outputs=5)  # each (R, 1)
+        level = F.where((x2 > x1) * (y2 > y1), level, F.zeros_like(level))  # (R, 1)
     for k, (feat, stride) in enumerate(zip(feats, strides)):
         on_level = level == min_level + k  # (R, 1)
         level_rois = F.where(F.broadcast_like(on_level, rois), rois, -F.ones_like(rois))
@@ -154,6 +160,8 @@ class RoIHeads(nn.HybridBlock):
         (0: none).
     box_clip : float
         Upper bound of the predicted log-size deltas.
+    box_loss_beta : float
+        Training: smooth-L1 transition point of the box loss (0: L1).
     """
 
     def __init__(self, num_classes, strides=(4, 8, 16, 32), in_channels=256, fc_channels=1024,
@@ -162,7 +170,7 @@ class RoIHeads(nn.HybridBlock):
                  pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=300, score_thresh=0.05,
                  nms_thresh=0.5, max_dets=100, box_clip=math.log(1000. / 16),
                  roi_level_style='detectron1', roi_align_aligned=False, min_box_size=0.,
-                 **kwargs):
+                 box_loss_beta=1., **kwargs):
         super(RoIHeads, self).__init__(**kwargs)
         if roi_level_style not in ROI_LEVEL_STYLES:
             raise ValueError('unknown roi_level_style {!r}; valid: {}'.format(
@@ -170,6 +178,7 @@ class RoIHeads(nn.HybridBlock):
         self._level_style = roi_level_style
         self._aligned = bool(roi_align_aligned)
         self._min_box_size = float(min_box_size)
+        self._box_loss_beta = float(box_loss_beta)
         self.num_classes = num_classes
         self.strides = tuple(strides)
         self.batch_size = batch_size
@@ -263,7 +272,8 @@ class RoIHeads(nn.HybridBlock):
         mask_pred = mask_pred.reshape((B, P, C) + self._mask_size)  # (B, P, C, 2S, 2S)
         mask_targets, mask_weights = self.mask_targets(
             pos_rois, F.cast(gt_masks, 'float32'), pos_matches, pos_classes)
-        return rcnn_losses(F, cls_pred, box_pred, cls_targets, box_targets, box_masks) + \
+        return rcnn_losses(F, cls_pred, box_pred, cls_targets, box_targets, box_masks,
+                           beta=self._box_loss_beta) + \
             (mask_loss(F, mask_pred, mask_targets, mask_weights),)
 
     def _detect(self, F, image, feats, rois):

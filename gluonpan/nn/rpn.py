@@ -110,15 +110,20 @@ class FPNRPN(nn.HybridBlock):
         Proposals narrower or shorter than this (in input pixels, see above) are dropped.
     topk_per_level : bool
         Per-level top-k and NMS instead of the global ones (see above).
+    min_size_strict : bool
+        Per level only: drop a side ``<= min_size`` instead of ``< min_size`` (detectron2 keeps
+        boxes with both sides ``> 0``).
     clip : float
         Upper bound of the predicted log-size deltas.
     """
 
     def __init__(self, anchors=None, in_channels=256, channels=256, nms_thresh=0.7,
                  train_pre_nms=12000, train_post_nms=2000, test_pre_nms=6000, test_post_nms=1000,
-                 min_size=1, clip=math.log(1000. / 16), topk_per_level=False, **kwargs):
+                 min_size=1, clip=math.log(1000. / 16), topk_per_level=False, min_size_strict=False,
+                 **kwargs):
         super(FPNRPN, self).__init__(**kwargs)
         self.topk_per_level = bool(topk_per_level)
+        self.min_size_strict = bool(min_size_strict)
         self.min_size = float(min_size)
         self.anchors = anchors if anchors is not None else FPNAnchors()
         self.nms_thresh = nms_thresh
@@ -197,7 +202,8 @@ class FPNRPN(nn.HybridBlock):
         """Per-level selection: (B, N_l, 5) logit + box -> (B, N_l, 6) level, probability, box.
 
         The ``pre_nms`` best by logit (ties of saturated probabilities do not reorder them), then
-        those with a side ``< min_size`` (and the padding rows) marked -1.
+        those with a side ``< min_size`` (``<=`` if ``min_size_strict``) and the padding rows
+        marked -1.
         """
         # a sort and top-k without suppression (IoU never exceeds 1); rows beyond top-k are -1
         top = F.contrib.box_nms(proposals, overlap_thresh=1., valid_thresh=-1e30, topk=pre_nms,
@@ -206,7 +212,11 @@ class FPNRPN(nn.HybridBlock):
         boxes = F.slice_axis(top, axis=-1, begin=1, end=5)  # (B, N_l, 4)
         x1, y1, x2, y2 = F.split(boxes, axis=-1, num_outputs=4)  # each (B, N_l, 1)
         # clipped boxes have x1 >= 0: x1 < 0 marks the padding rows
-        invalid = ((x2 - x1) < self.min_size) + ((y2 - y1) < self.min_size) + (x1 < 0)
+        if self.min_size_strict:
+            small = ((x2 - x1) <= self.min_size) + ((y2 - y1) <= self.min_size)
+        else:
+            small = ((x2 - x1) < self.min_size) + ((y2 - y1) < self.min_size)
+        invalid = small + (x1 < 0)
         invalid = invalid > 0  # (B, N_l, 1)
         prob = F.where(invalid, -F.ones_like(logit), F.sigmoid(logit))
         boxes = F.where(F.broadcast_like(invalid, boxes), -F.ones_like(boxes), boxes)

@@ -9,7 +9,7 @@ import mxnet as mx
 from mxnet.gluon.data import DataLoader
 
 from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
-from ..data.synthetic import ensure_cityscapes
+from ..data.synthetic import ensure_cityscapes, ensure_coco_panoptic
 from ..errors import DataError, UsageError, read_json
 from ..model_zoo.panoptic_fpn import predict_panoptic
 from .checkpoint import atomic_write_json
@@ -18,7 +18,7 @@ from .metrics import PanopticQuality, format_results
 from .panoptic_writer import PanopticWriter, imwrite_rgb
 from .visualize import panoptic_overlay
 
-__all__ = ['DATASETS', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
+__all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
            'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
            'check_pretrained']
@@ -28,7 +28,15 @@ logger = logging.getLogger(__name__)
 #: --dataset choices -> (model-zoo suffix, default root)
 DATASETS = {'citys': ('citys', '~/.mxnet/datasets/citys'),
             'coco': ('coco', '~/.mxnet/datasets/coco'),
-            'synthetic': ('citys', 'data/synthetic_citys')}
+            'synthetic': ('citys', 'data/synthetic_citys'),
+            'synthetic_coco': ('coco', 'data/synthetic_coco')}
+#: the synthetic datasets and their generators (made on first use, see :func:`get_dataset`)
+SYNTHETIC = {'synthetic': ensure_cityscapes, 'synthetic_coco': ensure_coco_panoptic}
+
+
+def is_coco_format(dataset):
+    """Whether ``--dataset`` is in the COCO panoptic format (its categories come from its JSON)."""
+    return DATASETS[dataset][0] == 'coco'
 
 
 def parse_ctx(gpus, cpu_contexts=1):
@@ -112,11 +120,12 @@ def parse_model_kwargs(parser, text, model, flag='--model-kwargs'):
 def add_dataset_args(parser):
     """``--dataset``, ``--dataset-root`` and the synthetic-dataset size options."""
     parser.add_argument('--dataset', choices=sorted(DATASETS), default=None,
-                        help='citys (default), coco, or the built-in synthetic Cityscapes (generated '
-                             'if absent); eval takes the training run\'s by default')
+                        help='citys (default), coco, or the built-in synthetic Cityscapes / COCO '
+                             '(synthetic, synthetic_coco: generated if absent); eval takes the '
+                             'training run\'s by default')
     parser.add_argument('--dataset-root', default=None,
                         help='dataset root (default: ~/.mxnet/datasets/citys, ~/.mxnet/datasets/coco, '
-                             'data/synthetic_citys)')
+                             'data/synthetic_citys, data/synthetic_coco)')
     parser.add_argument('--synthetic-size', default=None,
                         help='HxW of synthetic images (default 256x512)')
     parser.add_argument('--synthetic-train', type=int, default=None,
@@ -137,24 +146,26 @@ def get_dataset(args, split, transform=None):
     it is (so evaluating never rewrites the data a model was trained on).
     """
     root = os.path.expanduser(args.dataset_root or DATASETS[args.dataset][1])
-    if args.dataset != 'synthetic' and not os.path.isdir(root):
+    if args.dataset not in SYNTHETIC and not os.path.isdir(root):
         raise UsageError('--dataset-root {} does not exist (the {} dataset{})'.format(
             root, args.dataset, ' root by default' if not args.dataset_root else ''))
-    if args.dataset == 'coco':
-        return COCOPanoptic(root, split, transform=transform)
-    if args.dataset == 'synthetic':
+    coco = is_coco_format(args.dataset)
+    if args.dataset in SYNTHETIC:
         given = {k: getattr(args, k, None) for k in SYNTHETIC_DEFAULTS}
-        made = os.path.isfile(os.path.join(root, 'gtFine', 'cityscapes_panoptic_{}.json'
-                                           .format(split)))
+        made = os.path.isfile(os.path.join(root, 'annotations', 'panoptic_{}2017.json'.format(split))
+                              if coco else os.path.join(root, 'gtFine',
+                                                        'cityscapes_panoptic_{}.json'.format(split)))
         if not made or any(v is not None for v in given.values()):
             opts = {k: v if v is not None else SYNTHETIC_DEFAULTS[k] for k, v in given.items()}
             height, width = _synthetic_size(opts['synthetic_size'])
             for key in ('synthetic_train', 'synthetic_val'):
                 if opts[key] < 1:
                     raise UsageError('{} must be >= 1, got {}'.format(flag_name(key), opts[key]))
-            ensure_cityscapes(root, splits=(('train', opts['synthetic_train']),
-                                            ('val', opts['synthetic_val'])),
-                              height=height, width=width)
+            SYNTHETIC[args.dataset](root, splits=(('train', opts['synthetic_train']),
+                                                  ('val', opts['synthetic_val'])),
+                                    height=height, width=width)
+    if coco:
+        return COCOPanoptic(root, split, transform=transform)
     return CityscapesPanoptic(root, split, transform=transform)
 
 
@@ -273,7 +284,8 @@ def add_model_args(parser):
                              '--network/--dataset/--model-kwargs) or a model-zoo name whose '
                              'released weights are downloaded on first use')
     parser.add_argument('--model-kwargs', default=None,
-                        help='JSON recipe overrides the weights were trained with')
+                        help='JSON model options, on top of those the training run recorded in '
+                             'its args.json (its recipe and conventions)')
 
 
 def check_pretrained(parser, args):
@@ -309,14 +321,17 @@ def run_args(pretrained):
 def load_model(args, ctx, saved=None, categories=None):
     """The network named by ``--pretrained`` (zoo name or .params) with its weights, on ``ctx``.
 
-    ``saved`` is the training run's :func:`run_args`; its ``network``, ``anchor_sizes`` and
-    ``model_kwargs`` are used where the command line does not set them.  ``categories`` (a
-    ``PanopticCategories`` or a panoptic JSON path) is required for COCO models, whose category ids
-    come from the dataset.
+    ``saved`` is the training run's (or a converter's) :func:`run_args`: its ``network``,
+    ``anchor_sizes`` and ``categories`` are used where the command line does not set them, and
+    its ``model_kwargs`` (which hold the conventions the weights were made with) are updated with
+    ``--model-kwargs``.  ``categories`` (a ``PanopticCategories``, a panoptic JSON path or its
+    categories list) is required for COCO-format models, whose category ids come from the
+    dataset; default: the run's.
     """
     from ..model_zoo import get_model, get_model_list
     from ..nn.anchors import FPNAnchors
     saved = saved or {}
+    categories = categories if categories is not None else saved.get('categories')
     coco = {'categories': categories} if categories is not None else {}
     if args.pretrained in get_model_list():
         return get_model(args.pretrained, pretrained=True, ctx=ctx,
@@ -325,8 +340,8 @@ def load_model(args, ctx, saved=None, categories=None):
         raise UsageError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
                          .format(args.pretrained, ', '.join(get_model_list())))
     network = saved.get('network', args.network)
-    kwargs = _model_kwargs(args.model_kwargs, '--model-kwargs') if args.model_kwargs else \
-        _model_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
+    kwargs = _model_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
+    kwargs.update(_model_kwargs(args.model_kwargs, '--model-kwargs'))
     if saved.get('anchor_sizes'):
         kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
     return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,

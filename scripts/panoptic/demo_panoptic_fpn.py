@@ -28,7 +28,8 @@ def parse_args(argv=None):
                    help="the category set the model was trained on (default: the training run's, "
                         "else citys)")
     p.add_argument('--categories-json', default=None,
-                   help='COCO models: a panoptic JSON of the dataset (its category ids)')
+                   help='COCO-format models: a panoptic JSON of the dataset (its category ids); '
+                        "default: the categories in the training run's args.json")
     p.add_argument('--images', nargs='+', required=True, help='image files or folders')
     p.add_argument('--out-dir', default='demo_out')
     p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")

@@ -17,7 +17,8 @@ from gluonpan.data import PanopticValTransform
 from gluonpan.errors import ArgumentParser, run_cli
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, add_model_args,
                                 check_minimums, check_pretrained, evaluate_panoptic,
-                                fusion_kwargs, get_dataset, load_model, parse_ctx, run_args)
+                                fusion_kwargs, get_dataset, is_coco_format, load_model, parse_ctx,
+                                run_args)
 from gluonpan.utils.logger import setup_logger
 
 
@@ -55,7 +56,7 @@ def main(argv=None):
     if args.dataset_root is None and args.dataset == saved.get('dataset'):
         args.dataset_root = saved.get('dataset_root')
     dataset = get_dataset(args, args.split, PanopticValTransform())
-    net = load_model(args, ctx, saved, dataset.categories if args.dataset == 'coco' else None)
+    net = load_model(args, ctx, saved, dataset.categories if is_coco_format(args.dataset) else None)
     if not args.no_hybridize:
         net.hybridize(static_alloc=True)
     return evaluate_panoptic(net, dataset, ctx, out_dir=args.save_dir, overlays=args.overlays,

@@ -33,8 +33,8 @@ from gluonpan.nn.anchors import FPNAnchors
 from gluonpan.utils.checkpoint import (CheckpointManager, ValidationHistory, atomic_write,
                                        atomic_write_json, checkpoint_records, remove_temp_files)
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, apply_config, check_minimums,
-                                evaluate_panoptic, fusion_kwargs, get_dataset, model_name,
-                                parse_ctx, parse_model_kwargs)
+                                evaluate_panoptic, fusion_kwargs, get_dataset, is_coco_format,
+                                model_name, parse_ctx, parse_model_kwargs)
 from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
 from gluonpan.utils.engine import fit
 from gluonpan.utils.logger import setup_logger
@@ -166,7 +166,7 @@ def build_net(args, ctx, per_device, categories):
     """The zoo model of ``--network``/``--dataset`` with the recipe overrides, hybridized."""
     kwargs = json.loads(args.model_kwargs) if isinstance(args.model_kwargs, str) \
         else dict(args.model_kwargs)
-    if args.dataset == 'coco':
+    if is_coco_format(args.dataset):
         kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
     norm = NORM_LAYERS[args.norm_layer]
     if norm is not None:
@@ -182,6 +182,19 @@ def build_net(args, ctx, per_device, categories):
     return net
 
 
+def record_run(args, net):
+    """What ``args.json`` and the checkpoints record: the arguments (less how the run was
+    started), with ``model_kwargs`` completed by every convention the net was built with, and a
+    COCO-format dataset's categories, so that eval / demo rebuild exactly this model."""
+    record = {k: v for k, v in vars(args).items() if k not in VOLATILE_ARGS}
+    kwargs = json.loads(args.model_kwargs) if isinstance(args.model_kwargs, str) \
+        else dict(args.model_kwargs)
+    record['model_kwargs'] = json.dumps(dict(net.conventions, **kwargs), sort_keys=True)
+    if is_coco_format(args.dataset):
+        record['categories'] = net.categories.to_json()
+    return record
+
+
 def main(argv=None):
     """Train (or resume), validate every ``--val-interval`` epochs; returns the network."""
     args = parse_args(argv)
@@ -189,12 +202,9 @@ def main(argv=None):
     kvstore, rank, num_workers = create_kvstore(args.kv_store)
     setup_logger(os.path.join(args.save_dir, 'train.log'), rank=rank if num_workers > 1 else None)
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
-    run_record = {k: v for k, v in vars(args).items() if k not in VOLATILE_ARGS}
     if rank == 0:
         os.makedirs(args.save_dir, exist_ok=True)
         remove_temp_files(args.save_dir)
-        atomic_write_json(os.path.join(args.save_dir, 'args.json'), run_record, indent=1,
-                          sort_keys=True)
     cv2.setNumThreads(1)
     ctx = parse_ctx(args.gpus, args.cpu_contexts)
     if args.batch_size % len(ctx):
@@ -207,6 +217,10 @@ def main(argv=None):
     if rank == 0 and num_workers > 1:
         kvstore._barrier()
     net = build_net(args, ctx, args.batch_size // len(ctx), train_set.categories)
+    run_record = record_run(args, net)
+    if rank == 0:
+        atomic_write_json(os.path.join(args.save_dir, 'args.json'), run_record, indent=1,
+                          sort_keys=True)
 
     train_set.transform = PanopticTrainTransform(train_set.categories, net.anchors, args.crop,
                                                  args.scales)

@@ -32,7 +32,6 @@ What it does:
 """
 import argparse
 import collections
-import json
 import logging
 import os
 import platform
@@ -48,6 +47,7 @@ sys.path.insert(0, ROOT)
 from gluonpan.convert.seeded import (fingerprint, seeded_images, seeded_weights,  # noqa: E402
                                      uniform)
 from gluonpan.convert.torchvision import maskrcnn_resnet_fpn_spec  # noqa: E402
+from fixture_io import add_feature_summary, write_fixture  # noqa: E402
 
 NUM_CLASSES = 9  # torchvision counts the background: 8 Cityscapes thing classes + 1
 HEIGHT, WIDTH, NUM_IMAGES = 128, 160, 2
@@ -147,10 +147,7 @@ def main(argv=None):
     for level, feat in enumerate(features.values()):
         feat = feat.numpy()
         for i in range(NUM_IMAGES):
-            f = feat[i]
-            out['feat{}_stats_{}'.format(level, i)] = np.array(
-                [f.mean(), f.std(), np.abs(f).max()], np.float32)
-            out['feat{}_slice_{}'.format(level, i)] = f[::32].astype(np.float32)
+            add_feature_summary(out, level, i, feat[i])
     for i in range(NUM_IMAGES):
         out['proposals_{}'.format(i)] = proposals[i].numpy().astype(np.float32)
         out['proposal_scores_{}'.format(i)] = proposal_scores[i].numpy().astype(np.float32)
@@ -170,10 +167,7 @@ def main(argv=None):
                               numpy=np.__version__, python=platform.python_version()),
                 weights_fingerprint=fingerprint(weights),
                 images_fingerprint=fingerprint({'images': images})['images'])
-    out['meta'] = np.array(json.dumps(meta, sort_keys=True))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    np.savez_compressed(args.out, **out)
-    logging.info('wrote %s (%.0f KB)', args.out, os.path.getsize(args.out) / 1024.)
+    write_fixture(args.out, out, meta)
 
 
 if __name__ == '__main__':

@@ -25,6 +25,10 @@ rpn_min_size : float
     Proposal side threshold, in input pixels.  Global selection: a proposal with ``side + 1 <
     rpn_min_size`` is dropped before the top-k (gluoncv).  Per-level selection: one with ``side <
     rpn_min_size`` is dropped after the per-level top-k (torchvision, 1e-3).
+rpn_min_size_strict : bool
+    Per-level selection only: keep a proposal whose sides are ``> rpn_min_size`` (True,
+    detectron2's ``Boxes.nonempty(threshold=0)``, which drops boxes clipped to zero width) instead
+    of ``>= rpn_min_size`` (False, torchvision's ``remove_small_boxes``).
 roi_level_style : str
     The FPN level of a RoI, ``floor(4 + log2(s / 224))`` clipped to P2..P5, with ``s`` =
     ``sqrt((w + 1) * (h + 1))`` and ``log2(s / 224 + 1e-6)`` for ``'detectron1'`` (gluoncv);
@@ -45,6 +49,27 @@ mask_paste : str
     it to integers and resizes with PIL's bilinear filter; ``'torchvision'``
     (``paste_masks_in_image``) clips it to ``[0, W] x [0, H]``, truncates it to integers and
     resizes with half-pixel bilinear interpolation.  Pixels with probability > 0.5 are the mask.
+    ``'detectron2'`` (its ``paste_masks_in_image``) neither pads nor scales: each image pixel
+    centre is mapped into the unrounded box and the 28x28 probabilities are sampled bilinearly
+    there (zero outside the mask), within the box's integer bounds +- 1 pixel; pixels with
+    probability >= 0.5 are the mask.
+
+The input format of a reference (detectron2: BGR, 0..255 minus its pixel mean, std 1) is not a
+convention of the network: our data pipeline feeds RGB normalised with the ImageNet mean and std,
+and detectron2's pixel mean is the ImageNet mean times 255, so its normalised input is ours with
+channels reversed and scaled by ``255 * std``, a linear map without offset.  The converters fold
+it into the first convolution (:mod:`gluonpan.convert.detectron2`): exact, zero padding
+included, and free at run time.  detectron2's semantic head puts its "things" class first; the
+converter moves that row last (our ``'separated'`` order), which changes no argmax.
+
+clip_to_image : bool
+    Inference on a padded input: proposals and detections are clipped to the image inside it
+    (True: torchvision, detectron2, which know each image's size;
+    :func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` passes it) or to the padded input
+    (False: gluoncv).
+rpn_box_loss_beta, rcnn_box_loss_beta : float
+    Training: transition point of the smooth-L1 box losses of the RPN and of the box head
+    (gluoncv: 1/9 and 1; torchvision: 1/9 and 1/9; detectron2: 0 and 0, i.e. plain L1).
 
 Box-coder weights (RPN 1, 1, 1, 1; heads 10, 10, 5, 5), the delta clip ``log(1000 / 16)``, the RPN
 NMS IoU 0.7 and the clipping of boxes to ``[0, W] x [0, H]`` are the same in every reference and
@@ -65,14 +90,28 @@ PRESETS = {
         rpn_train_post_nms=2000, rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1.,
         roi_level_style='detectron1', roi_align_aligned=False, roi_align_sampling_ratio=2,
         test_score_thresh=0.05, test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=0.,
-        mask_paste='gluoncv'),
+        mask_paste='gluoncv', rpn_min_size_strict=False, rpn_box_loss_beta=1. / 9,
+        rcnn_box_loss_beta=1., clip_to_image=False),
     # torchvision.models.detection.maskrcnn_resnet50_fpn (torchvision 0.29 defaults)
     'torchvision': dict(
         anchor_style='torchvision', rpn_topk_per_level=True, rpn_train_pre_nms=2000,
         rpn_train_post_nms=2000, rpn_test_pre_nms=1000, rpn_test_post_nms=1000,
-        rpn_min_size=1e-3, roi_level_style='torchvision', roi_align_aligned=False,
-        roi_align_sampling_ratio=2, test_score_thresh=0.05, test_nms_thresh=0.5,
-        test_max_dets=100, test_min_box_size=1e-2, mask_paste='torchvision'),
+        rpn_min_size=1e-3, rpn_min_size_strict=False, roi_level_style='torchvision',
+        roi_align_aligned=False, roi_align_sampling_ratio=2, test_score_thresh=0.05,
+        test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=1e-2, mask_paste='torchvision',
+        rpn_box_loss_beta=1. / 9, rcnn_box_loss_beta=1. / 9, clip_to_image=True),
+    # detectron2 (commit 02b5c4e) Base-RCNN-FPN / Base-Panoptic-FPN defaults: per-level top
+    # 2000 / 1000 (train / test) -> 1000 per image, PROPOSAL_GENERATOR.MIN_SIZE 0 (keep sides
+    # > 0), ROIAlignV2 (aligned, POOLER_SAMPLING_RATIO 0), SCORE_THRESH_TEST 0.05,
+    # NMS_THRESH_TEST 0.5, DETECTIONS_PER_IMAGE 100, no minimal detection size, L1 box losses
+    # (RPN.SMOOTH_L1_BETA and ROI_BOX_HEAD.SMOOTH_L1_BETA 0)
+    'detectron2': dict(
+        anchor_style='detectron2', rpn_topk_per_level=True, rpn_train_pre_nms=2000,
+        rpn_train_post_nms=1000, rpn_test_pre_nms=1000, rpn_test_post_nms=1000,
+        rpn_min_size=0., rpn_min_size_strict=True, roi_level_style='detectron2',
+        roi_align_aligned=True, roi_align_sampling_ratio=0, test_score_thresh=0.05,
+        test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=0., mask_paste='detectron2',
+        rpn_box_loss_beta=0., rcnn_box_loss_beta=0., clip_to_image=True),
 }
 
 #: every option a preset sets
@@ -80,7 +119,7 @@ CONVENTION_NAMES = tuple(sorted(PRESETS[DEFAULT_PRESET]))
 
 _CHOICES = dict(anchor_style=('detectron1', 'torchvision', 'detectron2'),
                 roi_level_style=('detectron1', 'torchvision', 'detectron2'),
-                mask_paste=('gluoncv', 'torchvision'))
+                mask_paste=('gluoncv', 'torchvision', 'detectron2'))
 
 
 def resolve_conventions(preset=None, **options):
@@ -115,10 +154,14 @@ def resolve_conventions(preset=None, **options):
     for key, choices in _CHOICES.items():
         if out[key] not in choices:
             raise UsageError('{}={!r}: valid values are {}'.format(key, out[key], choices))
-    if out['rpn_min_size'] < 0 or out['test_min_box_size'] < 0:
-        raise UsageError('rpn_min_size and test_min_box_size must be >= 0, got {} and {}'
-                         .format(out['rpn_min_size'], out['test_min_box_size']))
+    negative = [k for k in ('rpn_min_size', 'test_min_box_size', 'rpn_box_loss_beta',
+                            'rcnn_box_loss_beta') if out[k] < 0]
+    if negative:
+        raise UsageError('{} must be >= 0, got {}'.format(
+            ', '.join(negative), ', '.join(str(out[k]) for k in negative)))
     out['rpn_topk_per_level'] = bool(out['rpn_topk_per_level'])
     out['roi_align_aligned'] = bool(out['roi_align_aligned'])
+    out['rpn_min_size_strict'] = bool(out['rpn_min_size_strict'])
+    out['clip_to_image'] = bool(out['clip_to_image'])
     out['preset'] = name
     return out

@@ -49,7 +49,10 @@ class PanopticFPN(nn.HybridBlock):
       rebuild).  Each loss is the mean over the context's batch (see :mod:`gluonpan.nn.losses`), as
       ``gluonpan.utils.engine`` expects.
     * **inference**: ``net(data)`` with one image (1, 3, H, W), H and W multiples of 32 (use
-      :func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` for any size) returns
+      :func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` for any size), or
+      ``net(data, window)`` with ``window`` of shape (1, 1, h, w) (its values unused): the image
+      is the top-left h x w of the padded ``data``, and proposals and detections are clipped to
+      it (:meth:`predict` with ``image_size``; the ``clip_to_image`` convention), returns
       ``ids`` (1, D, 1) thing class or -1, ``scores`` (1, D, 1), ``boxes`` (1, D, 4), ``masks``
       (1, D, 28, 28) probabilities in the box, and ``sem_logits`` (1, K, H, W).
 
@@ -172,9 +175,12 @@ class PanopticFPN(nn.HybridBlock):
                              'keeps; use a larger input'.format(H, W, num_anchors,
                                                                 self.rpn.post_nms(training)))
         if not training:
-            if args or B != 1:
-                raise ValueError('inference takes one image (1, 3, H, W) and nothing else, got {} '
-                                 'and {} more inputs'.format(x.shape, len(args)))
+            window = args[0].shape if len(args) == 1 else None
+            if len(args) > 1 or B != 1 or (window is not None and (
+                    window[:2] != (1, 1) or window[2] > H or window[3] > W)):
+                raise ValueError('inference takes one image (1, 3, H, W) and optionally a (1, 1, '
+                                 'h <= H, w <= W) window, got {} and {}'.format(
+                                     x.shape, [a.shape for a in args]))
             return
         if len(args) != len(TRAIN_INPUTS) - 1:
             raise ValueError('training forward takes {}, got {} inputs'
@@ -203,11 +209,15 @@ class PanopticFPN(nn.HybridBlock):
         """See the class docstring for the two modes."""
         feats = self.fpn(*self.backbone(x))  # P2..P6, computed once for all branches
         sem_logits = self.sem_seg_head(x, *feats[:4])
-        raw_scores, raw_deltas, rois, roi_scores = self.rpn(x, *feats)
-        if not autograd.is_training():
-            return self.roi_heads(x, rois, roi_scores, *feats[:4]) + (sem_logits,)
+        training = autograd.is_training()
+        # inference: the second input is the window (1, 1, h, w) to clip to; its size only
+        window = gt_boxes if gt_boxes is not None and not training else x
+        raw_scores, raw_deltas, rois, roi_scores = self.rpn(window, *feats)
+        if not training:
+            return self.roi_heads(window, rois, roi_scores, *feats[:4]) + (sem_logits,)
+        beta = self.conventions.get('rpn_box_loss_beta', 1. / 9)
         losses = rpn_losses(F, raw_scores, raw_deltas, rpn_cls_targets, rpn_box_targets,
-                            rpn_box_masks)
+                            rpn_box_masks, beta=beta)
         losses += self.roi_heads(x, rois, roi_scores, *feats[:4], gt_boxes, gt_classes, gt_masks)
         return losses + (semantic_loss(F, sem_logits, sem_seg, IGNORE_LABEL),)
 
@@ -233,10 +243,16 @@ class PanopticFPN(nn.HybridBlock):
         return OrderedDict((name, loss * self.loss_weights[name])
                            for name, loss in zip(LOSS_NAMES, losses))
 
-    def predict(self, data):
-        """Inference outputs ``(ids, scores, boxes, masks, sem_logits)`` of one padded image."""
+    def predict(self, data, image_size=None):
+        """Inference outputs ``(ids, scores, boxes, masks, sem_logits)`` of one padded image.
+
+        ``image_size`` ``(h, w)``: the image inside the padded ``data``, which proposals and
+        detections are clipped to (default: all of ``data``).
+        """
         with autograd.predict_mode():
-            return self(data)
+            if image_size is None or tuple(image_size) == tuple(data.shape[2:]):
+                return self(data)
+            return self(data, mx.nd.zeros((1, 1) + tuple(image_size), ctx=data.context))
 
     def reset_class(self, categories, reuse_weights=None):
         """Re-target the class-dependent predictors to another category set (fine-tuning).
@@ -309,7 +325,9 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
                        mask_channels=256, sem_seg_channels=128, sem_seg_num_groups=32,
                        preset=None, anchor_style=None, rpn_topk_per_level=None,
                        roi_level_style=None, roi_align_aligned=None,
-                       roi_align_sampling_ratio=None, test_min_box_size=None, mask_paste=None):
+                       roi_align_sampling_ratio=None, test_min_box_size=None, mask_paste=None,
+                       rpn_min_size_strict=None, rpn_box_loss_beta=None,
+                       rcnn_box_loss_beta=None, clip_to_image=None):
     """Assemble a :class:`PanopticFPN`; the keyword defaults are the recipe (Mask R-CNN FPN 1x).
 
     Parameters
@@ -333,10 +351,11 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
     sem_seg_channels, sem_seg_num_groups : semantic tower width and GroupNorm groups.
     semantic_mode, loss_weights : see :class:`PanopticFPN`.
     preset : str, optional
-        Conventions preset: ``'gluoncv'`` (the default, today's behaviour) or ``'torchvision'``
-        (what a converted torchvision Mask R-CNN needs), see
+        Conventions preset: ``'gluoncv'`` (the default, today's behaviour), ``'torchvision'``
+        (what a converted torchvision Mask R-CNN needs) or ``'detectron2'`` (a converted
+        detectron2 Panoptic FPN), see
         :mod:`gluonpan.model_zoo.panoptic_fpn.conventions`.
-    anchor_style, rpn_topk_per_level, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size, roi_level_style, roi_align_aligned, roi_align_sampling_ratio, test_score_thresh, test_nms_thresh, test_max_dets, test_min_box_size, mask_paste
+    anchor_style, rpn_topk_per_level, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size, rpn_min_size_strict, roi_level_style, roi_align_aligned, roi_align_sampling_ratio, test_score_thresh, test_nms_thresh, test_max_dets, test_min_box_size, mask_paste, rpn_box_loss_beta, rcnn_box_loss_beta, clip_to_image
         Conventions (documented in :mod:`~gluonpan.model_zoo.panoptic_fpn.conventions`); None
         takes the preset's value (``'gluoncv'``: Detectron1 anchors, global top 12000 / 6000 ->
         2000 / 1000 proposals in training / inference, min size 1, RoI level with +1,
@@ -348,10 +367,13 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
         preset, anchor_style=anchor_style, rpn_topk_per_level=rpn_topk_per_level,
         rpn_train_pre_nms=rpn_train_pre_nms, rpn_train_post_nms=rpn_train_post_nms,
         rpn_test_pre_nms=rpn_test_pre_nms, rpn_test_post_nms=rpn_test_post_nms,
-        rpn_min_size=rpn_min_size, roi_level_style=roi_level_style,
+        rpn_min_size=rpn_min_size, rpn_min_size_strict=rpn_min_size_strict,
+        roi_level_style=roi_level_style,
         roi_align_aligned=roi_align_aligned, roi_align_sampling_ratio=roi_align_sampling_ratio,
         test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh,
-        test_max_dets=test_max_dets, test_min_box_size=test_min_box_size, mask_paste=mask_paste)
+        test_max_dets=test_max_dets, test_min_box_size=test_min_box_size, mask_paste=mask_paste,
+        rpn_box_loss_beta=rpn_box_loss_beta, rcnn_box_loss_beta=rcnn_box_loss_beta,
+        clip_to_image=clip_to_image)
     if anchors is None:
         anchors = FPNAnchors(style=conv['anchor_style'])
     elif preset is None and anchor_style is None:
@@ -364,7 +386,8 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
                          .format(anchors.strides, fpn.strides))
     rpn = FPNRPN(anchors, fpn_channels, rpn_channels, rpn_nms_thresh, conv['rpn_train_pre_nms'],
                  conv['rpn_train_post_nms'], conv['rpn_test_pre_nms'], conv['rpn_test_post_nms'],
-                 conv['rpn_min_size'], topk_per_level=conv['rpn_topk_per_level'])
+                 conv['rpn_min_size'], topk_per_level=conv['rpn_topk_per_level'],
+                 min_size_strict=conv['rpn_min_size_strict'])
     max_rois = max(per_device_batch_size * rcnn_num_sample, rpn.test_post_nms)
     if fpn_channels * 7 * 7 <= max_rois:  # see gluonpan.nn.pyramid_roi_align
         raise ValueError('{} RoIs per call need more than {} FPN channels'
@@ -383,7 +406,8 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
                          nms_thresh=conv['test_nms_thresh'], max_dets=conv['test_max_dets'],
                          box_clip=math.log(1000. / 16), roi_level_style=conv['roi_level_style'],
                          roi_align_aligned=conv['roi_align_aligned'],
-                         min_box_size=conv['test_min_box_size'])
+                         min_box_size=conv['test_min_box_size'],
+                         box_loss_beta=conv['rcnn_box_loss_beta'])
     sem_seg_head = SemanticFPNHead(categories.num_semantic_classes(semantic_mode), fpn_channels,
                                    sem_seg_channels, sem_seg_num_groups, fpn.strides[:4])
     return PanopticFPN(backbone, fpn, rpn, roi_heads, sem_seg_head, categories, semantic_mode,

@@ -6,18 +6,22 @@ from mxnet.gluon import nn
 from gluoncv.model_zoo.resnetv1b import resnet18_v1b, resnet50_v1b, resnet101_v1b
 
 from ...data.categories import PanopticCategories, cityscapes_categories, coco_categories_from_json
-from ...nn.backbone import ResNetV1bFeatures
+from ...nn.backbone import ResNetV1bFeatures, stride_in_1x1
 from ..model_store import get_backbone_file, get_model_file
-from ...errors import MissingFileError
+from ...errors import DataError, MissingFileError, UsageError
 from ..model_zoo import keyword_names, load_parameters, register_model
 from .panoptic_fpn import build_panoptic_fpn
 
 __all__ = ['get_panoptic_fpn', 'resnet_v1b_backbone']
 
 _RESNETS = {'resnet18_v1b': resnet18_v1b, 'resnet50_v1b': resnet50_v1b,
-            'resnet101_v1b': resnet101_v1b}
-#: COCO panoptic: 80 thing and 53 stuff categories
-_COCO_COUNTS = (80, 53)
+            'resnet101_v1b': resnet101_v1b, 'resnet50_msra': resnet50_v1b,
+            'resnet101_msra': resnet101_v1b}
+#: ResNetV1b layers with the stride in the 1x1 conv (detectron2's STRIDE_IN_1X1, MSRA weights)
+_MSRA = ('resnet50_msra', 'resnet101_msra')
+#: COCO panoptic's 133 categories (id, name, isthing, color), the default of converted models
+COCO_CATEGORIES_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'data', 'coco_panoptic_categories.json')
 
 
 def resnet_v1b_backbone(name, norm_layer=None, norm_kwargs=None):
@@ -26,7 +30,9 @@ def resnet_v1b_backbone(name, norm_layer=None, norm_kwargs=None):
     Parameters
     ----------
     name : str
-        ``'resnet18_v1b'``, ``'resnet50_v1b'`` or ``'resnet101_v1b'``.
+        ``'resnet18_v1b'``, ``'resnet50_v1b'``, ``'resnet101_v1b'``, or ``'resnet50_msra'`` /
+        ``'resnet101_msra'`` (the same layers with the stride in the 1x1 conv, see
+        :func:`gluonpan.nn.stride_in_1x1`).
     norm_layer : type, optional
         Normalisation layer, e.g. ``mxnet.gluon.contrib.nn.SyncBatchNorm`` (trainable).  Default:
         ``BatchNorm`` with ``use_global_stats=True`` (frozen statistics, the detection default).
@@ -37,7 +43,7 @@ def resnet_v1b_backbone(name, norm_layer=None, norm_kwargs=None):
                             norm_layer=norm_layer or nn.BatchNorm,
                             norm_kwargs=dict(norm_kwargs or {}),
                             use_global_stats=norm_layer is None)
-    return ResNetV1bFeatures(resnet)
+    return ResNetV1bFeatures(stride_in_1x1(resnet) if name in _MSRA else resnet)
 
 
 def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_base=False,
@@ -60,6 +66,14 @@ def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_ba
     if pretrained:
         path = pretrained if isinstance(pretrained, str) else get_model_file(name, root)
         load_parameters(net, path, ctx, name)
+    elif isinstance(pretrained_base, str):  # a converted backbone (python -m gluonpan.convert)
+        if not os.path.isfile(pretrained_base):
+            raise MissingFileError('pretrained_base={!r}: no such .params file'
+                                   .format(pretrained_base))
+        net.backbone.load_parameters(pretrained_base, ctx=ctx)
+    elif pretrained_base and backbone in _MSRA:
+        raise UsageError('pretrained_base: no ImageNet {} weights in the store; start from '
+                         'converted weights (pretrained=FILE)'.format(backbone))
     elif pretrained_base:
         net.backbone.load_parameters(get_backbone_file(backbone, root), ctx=ctx, ignore_extra=True)
     return net
@@ -71,16 +85,20 @@ OPTIONS = (keyword_names(get_panoptic_fpn, build_panoptic_fpn)
 
 
 def _coco_categories(categories):
+    """The categories of a COCO-format model: COCO panoptic's own (133: 80 things, 53 stuff) or any
+    other set in the COCO panoptic format (a user's data, the synthetic COCO split)."""
     if categories is None:
-        raise ValueError("COCO category ids come from the dataset's panoptic JSON: pass "
-                         "categories=dataset.categories or categories='annotations/"
-                         "panoptic_val2017.json'")
-    if not isinstance(categories, PanopticCategories):
-        categories = coco_categories_from_json(categories)
-    if (categories.num_things, categories.num_stuff) != _COCO_COUNTS:
-        raise ValueError('COCO panoptic has {} thing and {} stuff categories, got {} and {}; use '
-                         'net.reset_class() for another category set'
-                         .format(*(_COCO_COUNTS + (categories.num_things, categories.num_stuff))))
+        raise UsageError("COCO-format models take their category ids from the dataset's panoptic "
+                         "JSON: pass categories=dataset.categories, a panoptic JSON path such as "
+                         "'annotations/panoptic_val2017.json', or its 'categories' list")
+    if isinstance(categories, PanopticCategories):
+        return categories
+    if isinstance(categories, (list, tuple)):
+        return PanopticCategories(categories)
+    categories = coco_categories_from_json(categories)
+    if not categories.num_things or not categories.num_stuff:
+        raise DataError('a Panoptic FPN needs thing and stuff categories, got {} and {}'.format(
+            categories.num_things, categories.num_stuff))
     return categories
 
 
@@ -106,10 +124,22 @@ def panoptic_fpn_resnet101_v1b_citys(**kwargs):
 
 
 @register_model(options=OPTIONS)
+def panoptic_fpn_resnet18_v1b_coco(categories=None, **kwargs):
+    """Panoptic FPN, ResNet-18-v1b, COCO format: a small model for CPU work (the synthetic COCO
+    split).
+
+    ``categories``: the dataset's PanopticCategories, its panoptic JSON or its categories list.
+    """
+    return get_panoptic_fpn('panoptic_fpn_resnet18_v1b_coco', 'resnet18_v1b',
+                            _coco_categories(categories), **kwargs)
+
+
+@register_model(options=OPTIONS)
 def panoptic_fpn_resnet50_v1b_coco(categories=None, **kwargs):
     """Panoptic FPN, ResNet-50-v1b, COCO (80 things, 53 stuff -> 54 semantic classes).
 
-    ``categories``: the dataset's PanopticCategories or its panoptic JSON (ids are COCO's).
+    ``categories``: the dataset's PanopticCategories, its panoptic JSON or its categories list
+    (ids are COCO's; another COCO-format category set works too).
     """
     return get_panoptic_fpn('panoptic_fpn_resnet50_v1b_coco', 'resnet50_v1b',
                             _coco_categories(categories), **kwargs)
@@ -119,7 +149,42 @@ def panoptic_fpn_resnet50_v1b_coco(categories=None, **kwargs):
 def panoptic_fpn_resnet101_v1b_coco(categories=None, **kwargs):
     """Panoptic FPN, ResNet-101-v1b, COCO (80 things, 53 stuff -> 54 semantic classes).
 
-    ``categories``: the dataset's PanopticCategories or its panoptic JSON (ids are COCO's).
+    ``categories``: the dataset's PanopticCategories, its panoptic JSON or its categories list
+    (ids are COCO's; another COCO-format category set works too).
     """
     return get_panoptic_fpn('panoptic_fpn_resnet101_v1b_coco', 'resnet101_v1b',
                             _coco_categories(categories), **kwargs)
+
+
+def _detectron2_model(name, backbone, categories, kwargs):
+    """A Panoptic FPN on an MSRA ResNet with detectron2's conventions unless told otherwise."""
+    kwargs.setdefault('preset', 'detectron2')
+    return get_panoptic_fpn(name, backbone, _coco_categories(
+        COCO_CATEGORIES_JSON if categories is None else categories), **kwargs)
+
+
+@register_model(options=OPTIONS)
+def panoptic_fpn_resnet50_msra_coco(categories=None, **kwargs):
+    """Panoptic FPN, ResNet-50 **MSRA** (stride in the 1x1 conv), COCO, detectron2's conventions.
+
+    The architecture of detectron2's COCO Panoptic FPN R50 (``panoptic_fpn_R_50_{1x,3x}``), for
+    its weights converted by ``python -m gluonpan.convert detectron2 model_final_*.pkl``; it
+    differs from ``panoptic_fpn_resnet50_v1b_coco`` in the backbone (the MSRA ResNet strides the
+    1x1 conv of a bottleneck, ResNetV1b the 3x3 conv) and in the default ``preset='detectron2'``
+    (see :mod:`~gluonpan.model_zoo.panoptic_fpn.conventions`).  Input: our usual ImageNet-
+    normalised RGB (the converter folds detectron2's BGR input format into the first conv).
+    ``categories``: default COCO panoptic's 133 (``gluonpan/data/coco_panoptic_categories.json``).
+    """
+    return _detectron2_model('panoptic_fpn_resnet50_msra_coco', 'resnet50_msra', categories,
+                             kwargs)
+
+
+@register_model(options=OPTIONS)
+def panoptic_fpn_resnet101_msra_coco(categories=None, **kwargs):
+    """Panoptic FPN, ResNet-101 **MSRA** (stride in the 1x1 conv), COCO, detectron2's conventions.
+
+    detectron2's ``panoptic_fpn_R_101_3x`` architecture; see
+    :func:`panoptic_fpn_resnet50_msra_coco`.
+    """
+    return _detectron2_model('panoptic_fpn_resnet101_msra_coco', 'resnet101_msra', categories,
+                             kwargs)
