@@ -21,7 +21,8 @@ import os
 import sys
 
 __all__ = ['InputError', 'UsageError', 'DataError', 'MissingFileError', 'UnreadableFileError',
-           'ArgumentParser', 'run_cli', 'read_json', 'debug_requested']
+           'ArgumentParser', 'run_cli', 'read_bytes', 'read_json', 'debug_requested',
+           'flag_name', 'check_minimums', 'load_failure']
 
 DEBUG_ENV = 'GLUONPAN_DEBUG'
 
@@ -49,6 +50,43 @@ class UnreadableFileError(InputError, OSError):
     """A file exists but cannot be read (permissions, a folder where a file is expected ...)."""
 
 
+def read_bytes(path, what='file', error=None):
+    """The content of ``path``; one input error naming it when it cannot be had.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    what : str
+        What the file is, for the message (``'image'``, ``'panoptic PNG'``, ``'--config file'``).
+    error : type, optional
+        :class:`UsageError` for a file named by a flag: a missing or empty one is then a usage
+        error; default :class:`MissingFileError` / :class:`DataError`.
+
+    Raises
+    ------
+    MissingFileError or UsageError
+        ``path`` does not exist.
+    UnreadableFileError
+        ``path`` is a folder or cannot be opened (the reason is given).
+    DataError or UsageError
+        The file is empty.
+    """
+    if not os.path.exists(path):
+        raise (error or MissingFileError)('{} {} does not exist'.format(what, path))
+    if os.path.isdir(path):
+        raise UnreadableFileError('{} {} is a folder, not a file'.format(what, path))
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as err:
+        raise UnreadableFileError('cannot read {} {}: {}'.format(
+            what, path, err.strerror or err)) from None
+    if not data:
+        raise (error or DataError)('{} {} is empty (0 bytes)'.format(what, path))
+    return data
+
+
 def read_json(path, what='JSON file', error=DataError):
     """Load a JSON file; every failure is one :class:`InputError` naming ``path``.
 
@@ -59,24 +97,46 @@ def read_json(path, what='JSON file', error=DataError):
     what : str
         What the file is, for the message (``'panoptic JSON'``, ``'--config file'`` ...).
     error : type
-        The class raised for a file that exists but is not valid JSON (:class:`UsageError` for a
-        file named by a flag).
+        The class raised for a file that exists but is empty or not valid JSON
+        (:class:`UsageError` for a file named by a flag, which then also names a missing file).
     """
-    if not os.path.exists(path):
-        raise (UsageError if error is UsageError else MissingFileError)(
-            '{} {} does not exist'.format(what, path))
-    try:
-        with open(path, 'rb') as f:
-            raw = f.read()
-    except OSError as err:
-        raise UnreadableFileError('cannot read {} {}: {}'.format(
-            what, path, err.strerror or err)) from None
+    raw = read_bytes(path, what, error if error is UsageError else None)
     if not raw.strip():
         raise error('{} {} is empty'.format(what, path))
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise error('{} {} is not valid JSON: {}'.format(what, path, err)) from None
+
+
+def flag_name(dest):
+    """``'batch_size'`` -> ``'--batch-size'`` (the flag that sets an argparse destination)."""
+    return '--' + dest.replace('_', '-')
+
+
+def check_minimums(parser, args, minimums):
+    """``parser.error`` naming the flag when ``args.<dest>`` is not a number ``>= minimum``.
+
+    Checked after parsing, so that values from ``--config`` (which argparse does not convert) are
+    checked too.  A minimum given as a float means "strictly greater than" it.
+    """
+    for dest, minimum in minimums.items():
+        value = getattr(args, dest, None)
+        strict = isinstance(minimum, float)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value != value or (value <= minimum if strict else value < minimum):
+            parser.error('{} must be a number {} {}, got {!r}'.format(
+                flag_name(dest), '>' if strict else '>=', minimum, value))
+
+
+def load_failure(err):
+    """A short reason, for a message, from the exception of an MXNet ``load_parameters`` /
+    ``load_states`` call (MXNet's own text does not name the file, and for a damaged file it is a
+    C++ backtrace)."""
+    lines = [line.strip() for line in str(err).split('\n') if line.strip()]
+    if any('Invalid NDArray file format' in line for line in lines):
+        return 'not an MXNet parameter file, or a damaged one'
+    return ' '.join(lines)[:400] or type(err).__name__
 
 
 def debug_requested(argv=None):

@@ -18,7 +18,7 @@ import os
 
 import cv2
 
-from .errors import ArgumentParser, UsageError, run_cli
+from .errors import ArgumentParser, UsageError, check_minimums, run_cli
 from .utils.metrics import evaluate_panoptic_files, format_results
 
 __all__ = ['main', 'parse_args', 'cli']
@@ -38,8 +38,7 @@ def parse_args(argv=None):
                         help='processes over images (default 1)')
     parser.add_argument('--output', default=None, help='write the results as JSON to this file')
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error('--workers must be >= 1, got {}'.format(args.workers))
+    check_minimums(parser, args, {'workers': 1})
     for flag in ('gt_json', 'pred_json', 'gt_folder', 'pred_folder'):
         _check_given_path(parser, flag, getattr(args, flag), folder=flag.endswith('folder'))
     if args.output:

@@ -14,7 +14,6 @@ from gluonpan.convert.__main__ import main
 from gluonpan.convert.detectron2 import (DEPTHS, architecture_of, convert_panoptic_fpn_state_dict,
                                          detectron2_to_gluonpan, load_checkpoint,
                                          panoptic_fpn_spec)
-from gluonpan.data.categories import cityscapes_categories
 from gluonpan.data.transforms import IMAGENET_STD
 from gluonpan.errors import DataError, run_cli
 from gluonpan.model_zoo import get_model

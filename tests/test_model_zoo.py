@@ -403,3 +403,11 @@ def test_reset_class_reuses_rows_and_trains():
     np.testing.assert_array_equal(sem[[sky_new, -1]], old_sem[[sky_old, -1]])
     assert net.roi_heads.mask_head.predictor.bias.data().asnumpy()[car_new] == old_mask[car_old]
     check_losses(net.train_losses(make_batch(net, [make_image(net, [[5, 5, 50, 50]], [2], 8)])))
+
+
+def test_a_damaged_backbone_file_is_an_error_naming_it(tmp_path):
+    bad = tmp_path / 'backbone.params'
+    bad.write_bytes(b'\0' * 4096)
+    with pytest.raises(DataError, match='backbone.params into the resnet18_v1b backbone: not an '
+                                        'MXNet parameter file'):
+        get_model('panoptic_fpn_resnet18_v1b_citys', pretrained_base=str(bad), **TINY)

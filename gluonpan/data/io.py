@@ -9,13 +9,12 @@ being decoded into phantom segments.
 """
 import io
 import math
-import os
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError, MissingFileError, UnreadableFileError, read_json
+from ..errors import DataError, read_bytes, read_json
 from .categories import MAX_PANOPTIC_ID, short_list
 from .png import COLOUR_TYPES, decode_panoptic_png_or_problem, png_damage, png_header
 
@@ -49,40 +48,6 @@ def _looks_like(data):
     return 'unrecognised data' if kind == 'unknown' else '{} data'.format(kind)
 
 
-def read_bytes(path, what='file'):
-    """The content of ``path``; one input error naming it when it cannot be had.
-
-    Parameters
-    ----------
-    path : str
-        The file.
-    what : str
-        What the file is, for the message (``'image'``, ``'panoptic PNG'``).
-
-    Raises
-    ------
-    MissingFileError
-        ``path`` does not exist.
-    UnreadableFileError
-        ``path`` is a folder or cannot be opened (the reason is given).
-    DataError
-        The file is empty.
-    """
-    if not os.path.exists(path):
-        raise MissingFileError('missing {} {}'.format(what, path))
-    if os.path.isdir(path):
-        raise UnreadableFileError('{} {} is a folder, not a file'.format(what, path))
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as err:
-        raise UnreadableFileError('cannot read {} {}: {}'.format(
-            what, path, err.strerror or err)) from None
-    if not data:
-        raise DataError('{} {} is empty (0 bytes)'.format(what, path))
-    return data
-
-
 def _png_type(header):
     """``'16-bit RGB'`` ... for a message, from :func:`png_header`'s tuple."""
     colour = COLOUR_TYPES.get(header[3], 'colour type {}'.format(header[3]))
@@ -108,7 +73,7 @@ def read_image(path, allow_gray=False):
     Raises
     ------
     MissingFileError, UnreadableFileError, DataError
-        See :func:`read_bytes`; a :class:`DataError` also for a file that is not the format its
+        See :func:`gluonpan.errors.read_bytes`; a :class:`DataError` also for a file that is not the format its
         name says, is truncated or damaged, or (``allow_gray=False``) is not 8-bit RGB.
     """
     data = read_bytes(path, 'image')
@@ -185,7 +150,7 @@ def read_panoptic_ids(path):
     Raises
     ------
     MissingFileError, UnreadableFileError, DataError
-        See :func:`read_bytes`; a :class:`DataError` also for a file that is not a PNG, not 8-bit
+        See :func:`gluonpan.errors.read_bytes`; a :class:`DataError` also for a file that is not a PNG, not 8-bit
         RGB(A) (palette allowed), truncated or damaged (the message says how).
     """
     data = read_bytes(path, 'panoptic PNG')

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
 
-from ..errors import ArgumentParser, run_cli
+from ..errors import ArgumentParser, check_minimums, run_cli
 from .categories import OFFSET, id2rgb
 from .synthetic_scenes import Scene, _paint, _segment
 from .synthetic_things import build_layers
@@ -365,10 +365,8 @@ def main(argv=None):
     parser.add_argument('--no-color', action='store_true', help='skip *_gtFine_color.png')
     parser.add_argument('-v', '--verbose', action='store_true')
     args = parser.parse_args(argv)
-    for flag, minimum in (('train', 0), ('val', 0), ('test', 0), ('height', 32), ('width', 32),
-                          ('seed', 0)):
-        if getattr(args, flag) < minimum:
-            parser.error('--{} must be >= {}, got {}'.format(flag, minimum, getattr(args, flag)))
+    check_minimums(parser, args, {'train': 0, 'val': 0, 'test': 0, 'height': 32, 'width': 32,
+                                  'seed': 0})
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format='%(message)s')
     kw = dict(height=args.height, width=args.width, seed=args.seed, splits=[
         (s, n) for s, n in (('train', args.train), ('val', args.val), ('test', args.test)) if n > 0])

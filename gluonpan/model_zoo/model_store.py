@@ -23,7 +23,6 @@ a server that never answers blocks it for ever.  So a first request, with a time
 before gluoncv downloads; a transfer that stalls once it has started is not bounded.
 """
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -35,6 +34,7 @@ from gluoncv.model_zoo import model_store as gluoncv_store
 from gluoncv.model_zoo.model_store import _model_sha1 as GLUONCV_SHA1
 
 from ..errors import DataError, MissingFileError, UnreadableFileError, UsageError
+from ..utils.checkpoint import file_sha1
 
 __all__ = ['MODEL_SHA1', 'GLUONCV_SHA1', 'TIMEOUT_ENV', 'default_root', 'repo_url',
            'get_model_file', 'get_backbone_file']
@@ -87,14 +87,6 @@ def _timeout():
     if not value > 0:
         raise UsageError('{}={!r}: expected a positive number of seconds'.format(TIMEOUT_ENV, raw))
     return value
-
-
-def _sha1(path):
-    sha1 = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            sha1.update(block)
-    return sha1.hexdigest()
 
 
 def _reason(err):
@@ -155,7 +147,7 @@ def _fetch(name, sha1, root, what):
     path = os.path.join(root, file_name)
     if os.path.exists(path):
         try:
-            actual = _sha1(path)
+            actual = file_sha1(path)
         except OSError as err:
             raise UnreadableFileError('cannot read {} weights {}: {}'.format(
                 what, path, err.strerror or err)) from None
@@ -200,7 +192,7 @@ def _fetch(name, sha1, root, what):
             reason = _reason(err)
             if isinstance(err, ValueError) and os.path.isfile(path):  # gluoncv's sha1 check
                 reason = 'the downloaded file has sha1 {}, expected {}; removed it'.format(
-                    _sha1(path), sha1)
+                    file_sha1(path), sha1)
                 os.remove(path)
             raise failed(reason) from err
         finally:

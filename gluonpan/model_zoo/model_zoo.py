@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.parameter import Constant
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, load_failure
 
 __all__ = ['register_model', 'get_model', 'get_model_list', 'model_options', 'count_parameters',
            'keyword_names', 'load_parameters']
@@ -99,13 +99,8 @@ def load_parameters(block, path, ctx, what, **kwargs):
     try:
         block.load_parameters(path, ctx=ctx, **kwargs)
     except (mx.base.MXNetError, AssertionError, ValueError, KeyError, OSError) as err:
-        lines = [l.strip() for l in str(err).split('\n') if l.strip()]
-        reason = next((l for l in lines if 'Invalid NDArray file format' in l), None)
-        if reason is not None:
-            reason = 'not an MXNet parameter file, or a damaged one'
-        else:
-            reason = ' '.join(lines)[:400] or type(err).__name__
-        raise DataError('cannot load weights {} into {}: {}'.format(path, what, reason)) from None
+        raise DataError('cannot load weights {} into {}: {}'.format(
+            path, what, load_failure(err))) from None
 
 
 def count_parameters(net):

@@ -26,7 +26,7 @@ import time
 
 import mxnet as mx
 
-from ..errors import DataError, MissingFileError
+from ..errors import DataError, MissingFileError, load_failure
 
 __all__ = ['atomic_write', 'atomic_write_json', 'CheckpointManager', 'list_checkpoints', 'find_checkpoint',
            'read_checkpoint', 'checkpoint_records', 'remove_temp_files', 'file_sha1',
@@ -407,9 +407,8 @@ class CheckpointManager:
             self.net.load_parameters(record['params'], ctx=self.ctx)
             self.trainer.load_states(record['states'])
         except (mx.base.MXNetError, AssertionError, ValueError, KeyError, OSError) as err:
-            reason = ' '.join(str(err).split('\n')[:2]).strip()[:300]
             raise DataError('cannot load checkpoint {} ({}); a checkpoint of another model or '
-                            'damaged'.format(json_path, reason)) from None
+                            'damaged'.format(json_path, load_failure(err))) from None
         mx.nd.waitall()  # a distributed kvstore pulls the weights here: finish before any push
         if self.lr_scheduler is not None and record['lr_scheduler'] is not None:
             self.lr_scheduler.load_state_dict(record['lr_scheduler'])

@@ -10,7 +10,7 @@ from mxnet.gluon.data import DataLoader
 
 from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
 from ..data.synthetic import ensure_cityscapes, ensure_coco_panoptic
-from ..errors import DataError, UsageError, read_json
+from ..errors import DataError, UsageError, check_minimums, flag_name, read_json
 from ..model_zoo.panoptic_fpn import predict_panoptic
 from .checkpoint import atomic_write_json
 from .engine import evaluate
@@ -62,11 +62,6 @@ def parse_ctx(gpus, cpu_contexts=1):
     return [mx.gpu(int(i)) for i in ids]
 
 
-def flag_name(dest):
-    """``'batch_size'`` -> ``'--batch-size'`` (the flag that sets an argparse destination)."""
-    return '--' + dest.replace('_', '-')
-
-
 def apply_config(parser, argv):
     """Make the keys of ``--config FILE`` (a JSON object of flag destinations) the parser's
     defaults, so that flags given on the command line win; bad files are usage errors."""
@@ -82,21 +77,6 @@ def apply_config(parser, argv):
         parser.error('--config {}: unknown keys {}'.format(config, unknown))
     parser.set_defaults(**{k: json.dumps(v) if k == 'model_kwargs' and not isinstance(v, str)
                            else v for k, v in defaults.items()})
-
-
-def check_minimums(parser, args, minimums):
-    """``parser.error`` naming the flag when ``args.<dest>`` is not a number ``>= minimum``.
-
-    Checked after parsing, so that values from ``--config`` (which argparse does not convert) are
-    checked too.  A minimum given as a float means "strictly greater than" it.
-    """
-    for dest, minimum in minimums.items():
-        value = getattr(args, dest, None)
-        strict = isinstance(minimum, float)
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or value != value or (value <= minimum if strict else value < minimum):
-            parser.error('{} must be a number {} {}, got {!r}'.format(
-                flag_name(dest), '>' if strict else '>=', minimum, value))
 
 
 def parse_model_kwargs(parser, text, model, flag='--model-kwargs'):

@@ -164,8 +164,7 @@ def check_run_dir(args):
 
 def build_net(args, ctx, per_device, categories):
     """The zoo model of ``--network``/``--dataset`` with the recipe overrides, hybridized."""
-    kwargs = json.loads(args.model_kwargs) if isinstance(args.model_kwargs, str) \
-        else dict(args.model_kwargs)
+    kwargs = json.loads(args.model_kwargs)  # a JSON string, --config's too (apply_config)
     if is_coco_format(args.dataset):
         kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
     norm = NORM_LAYERS[args.norm_layer]
@@ -187,8 +186,7 @@ def record_run(args, net):
     started), with ``model_kwargs`` completed by every convention the net was built with, and a
     COCO-format dataset's categories, so that eval / demo rebuild exactly this model."""
     record = {k: v for k, v in vars(args).items() if k not in VOLATILE_ARGS}
-    kwargs = json.loads(args.model_kwargs) if isinstance(args.model_kwargs, str) \
-        else dict(args.model_kwargs)
+    kwargs = json.loads(args.model_kwargs)  # a JSON string, --config's too (apply_config)
     record['model_kwargs'] = json.dumps(dict(net.conventions, **kwargs), sort_keys=True)
     if is_coco_format(args.dataset):
         record['categories'] = net.categories.to_json()

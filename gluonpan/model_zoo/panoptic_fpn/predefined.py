@@ -70,12 +70,13 @@ def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_ba
         if not os.path.isfile(pretrained_base):
             raise MissingFileError('pretrained_base={!r}: no such .params file'
                                    .format(pretrained_base))
-        net.backbone.load_parameters(pretrained_base, ctx=ctx)
+        load_parameters(net.backbone, pretrained_base, ctx, 'the {} backbone'.format(backbone))
     elif pretrained_base and backbone in _MSRA:
         raise UsageError('pretrained_base: no ImageNet {} weights in the store; start from '
                          'converted weights (pretrained=FILE)'.format(backbone))
     elif pretrained_base:
-        net.backbone.load_parameters(get_backbone_file(backbone, root), ctx=ctx, ignore_extra=True)
+        load_parameters(net.backbone, get_backbone_file(backbone, root), ctx,
+                        'the {} backbone'.format(backbone), ignore_extra=True)
     return net
 
 
