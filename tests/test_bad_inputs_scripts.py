@@ -32,7 +32,8 @@ def tiny_weights(tmp_path_factory):
     path = str(folder / 'model.params')
     net.save_parameters(path)
     (folder / 'args.json').write_text(json.dumps({
-        'network': 'resnet18_v1b', 'dataset': 'citys', 'model_kwargs': json.dumps(TINY_MODEL)}))
+        'network': 'resnet18_v1b', 'dataset': 'citys',
+        'model_kwargs': json.dumps(dict(net.conventions, **TINY_MODEL))}))
     return path
 
 

@@ -262,12 +262,14 @@ def test_rpn_min_size_strict_drops_proposals_without_area(strict):
 
 
 def test_anchor_styles():
-    # Detectron1 (default): gluoncv's boxes, centred on (stride - 1) / 2
-    np.testing.assert_array_equal(FPNAnchors()._base[0], generate_base_anchors(4, (32,), (0.5, 1, 2)))
-    first = FPNAnchors()(8, 8)[:3]  # (3, 4) the first location of P2
+    # Detectron1: gluoncv's boxes, centred on (stride - 1) / 2
+    d1 = FPNAnchors(style='detectron1')
+    np.testing.assert_array_equal(d1._base[0], generate_base_anchors(4, (32,), (0.5, 1, 2)))
+    first = d1(8, 8)[:3]  # (3, 4) the first location of P2
     np.testing.assert_array_equal((first[:, :2] + first[:, 2:]) / 2, 1.5)
-    # detectron2: centred on 0, unrounded w = size / sqrt(r), h = size * sqrt(r)
-    d2 = FPNAnchors(style='detectron2')._base[0]
+    # detectron2 (default): centred on 0, unrounded w = size / sqrt(r), h = size * sqrt(r)
+    assert FPNAnchors().style == 'detectron2'
+    d2 = FPNAnchors()._base[0]
     w, h = 32 / np.sqrt([0.5, 1, 2]), 32 * np.sqrt([0.5, 1, 2])
     np.testing.assert_allclose(d2, np.stack([-w, -h, w, h], 1) / 2, rtol=1e-6)
     # torchvision: the same, half-sides rounded; every style shifts by stride per location

@@ -14,7 +14,7 @@ from gluonpan.model_zoo import count_parameters, get_model, get_model_list, mode
 from gluonpan.model_zoo.panoptic_fpn import LOSS_NAMES, pad_input, predict_panoptic
 from gluonpan.errors import DataError
 from gluonpan.model_zoo import model_options
-from gluonpan.model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES, PRESETS
+from gluonpan.model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES, DEFAULT_PRESET, PRESETS
 from gluonpan.nn.anchors import FPNAnchors
 
 H, W = 96, 160
@@ -176,11 +176,13 @@ def test_rpn_anchors_equal_net_anchors(net, size, preset):
 
 
 def test_conventions_default_preset_and_overrides(net, tmp_path):
-    expected = dict(PRESETS['gluoncv'], preset='gluoncv')
+    assert DEFAULT_PRESET == 'detectron2'
+    expected = dict(PRESETS['detectron2'], preset='detectron2')
     expected.update((k, v) for k, v in TINY.items() if k in expected)  # TINY's RPN counts
     assert net.conventions == expected
-    assert (net.rpn.train_pre_nms, net.rpn.test_pre_nms, net.rpn.topk_per_level) == (600, 300, False)
-    assert net.anchors.style == 'detectron1' and net.roi_heads._level_style == 'detectron1'
+    assert (net.rpn.train_pre_nms, net.rpn.test_pre_nms, net.rpn.topk_per_level) == (600, 300, True)
+    assert net.anchors.style == 'detectron2' and net.roi_heads._level_style == 'detectron2'
+    assert FPNAnchors().style == PRESETS[DEFAULT_PRESET]['anchor_style']  # data side default
     tv = torchvision_net()
     # explicit options win over the preset; the given anchors are re-made in its style
     assert tv.conventions['rpn_test_pre_nms'] == 300 and tv.conventions['anchor_style'] == \
@@ -191,15 +193,23 @@ def test_conventions_default_preset_and_overrides(net, tmp_path):
     np.testing.assert_array_equal(tv.anchors(32, 32)[:3], [[-17, -8, 17, 8], [-12, -12, 12, 12],
                                                            [-8, -17, 8, 17]])
     # explicit anchors keep their style without a preset or anchor_style
-    own = tiny_net(anchors=FPNAnchors(style='detectron2'))
-    assert own.anchors.style == own.conventions['anchor_style'] == 'detectron2'
+    own = tiny_net(anchors=FPNAnchors(style='detectron1'))
+    assert own.anchors.style == own.conventions['anchor_style'] == 'detectron1'
     # weights carry their anchors: loading them into a net of other anchors is an error
-    path = str(tmp_path / 'detectron1.params')
+    path = str(tmp_path / 'detectron2.params')
     net.save_parameters(path)
-    with pytest.raises(DataError, match="made with other anchors.*anchor_style='detectron1'"):
+    with pytest.raises(DataError, match="made with other anchors.*theirs: anchor_style='detectron2'"):
         get_model('panoptic_fpn_resnet18_v1b_citys', pretrained=path,
                   **dict(TINY, preset='torchvision'))
     assert get_model('panoptic_fpn_resnet18_v1b_citys', pretrained=path, **TINY).check_anchors()
+    # weights of the former default (gluoncv's conventions) without their args.json: the error
+    # says how to run them
+    legacy = str(tmp_path / 'gluoncv.params')
+    tiny_net(preset='gluoncv').save_parameters(legacy)
+    with pytest.raises(DataError, match='former default.*"preset": "gluoncv"'):
+        get_model('panoptic_fpn_resnet18_v1b_citys', pretrained=legacy, **TINY)
+    assert get_model('panoptic_fpn_resnet18_v1b_citys', pretrained=legacy,
+                     **dict(TINY, preset='gluoncv')).check_anchors()
     # get_model and --model-kwargs accept every convention (and check their names)
     assert set(CONVENTION_NAMES) | {'preset'} <= set(model_options('panoptic_fpn_resnet18_v1b_citys'))
     with pytest.raises(ValueError, match='unknown preset'):

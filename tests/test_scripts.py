@@ -172,6 +172,40 @@ def test_killed_training_resumes_to_the_same_weights(synthetic_citys, tmp_path):
         np.testing.assert_array_equal(a[key].asnumpy(), b[key].asnumpy(), err_msg=key)
 
 
+@pytest.mark.slow
+def test_run_recorded_before_conventions_keeps_gluoncvs(synthetic_citys, tmp_path):
+    """A run whose args.json predates recorded conventions (no preset) ran with gluoncv's: eval
+    and --resume rebuild it so, and asking a resumed run for other conventions is refused."""
+    from gluonpan.errors import UsageError
+    save_dir = str(tmp_path / 'legacy')
+    legacy = dict(TINY_MODEL, preset='gluoncv')
+    train = _script('train_panoptic_fpn')
+    train.main(_train_args(synthetic_citys, save_dir, '--batch-size', '1', '--epochs', '1',
+                           '--val-interval', '100') + [
+        '--model-kwargs', json.dumps(legacy)])
+    path = os.path.join(save_dir, 'args.json')
+    record = json.load(open(path))
+    assert json.loads(record['model_kwargs'])['anchor_style'] == 'detectron1'
+    record['model_kwargs'] = json.dumps(TINY_MODEL)  # as written before conventions were
+    with open(path, 'w') as f:
+        json.dump(record, f)
+    params = os.path.join(save_dir, 'panoptic_fpn_resnet18_v1b_citys-final.params')
+    res = _script('eval_panoptic_fpn').main(
+        ['--pretrained', params, '--dataset', 'synthetic', '--dataset-root', synthetic_citys,
+         '--gpus', '', '--num-workers', '0', '--save-dir', str(tmp_path / 'eval')])
+    assert res['num_images'] == 2
+    os.remove(params)  # resume the last checkpoint for one more epoch, default model options
+    with pytest.raises(UsageError, match="preset='gluoncv'.*preset='detectron2'"):
+        train.main(_train_args(synthetic_citys, save_dir, '--batch-size', '1', '--epochs', '2',
+                               '--val-interval', '100', '--resume') + [
+            '--model-kwargs', json.dumps(dict(TINY_MODEL, preset='detectron2'))])
+    net = train.main(_train_args(synthetic_citys, save_dir, '--batch-size', '1', '--epochs', '2',
+                                 '--val-interval', '100', '--resume'))
+    assert net.conventions['preset'] == 'gluoncv' and net.anchors.style == 'detectron1'
+    assert json.loads(json.load(open(path))['model_kwargs'])['preset'] == 'gluoncv'
+    assert 'resumed from' in open(os.path.join(save_dir, 'train.log')).read()
+
+
 @pytest.mark.parametrize('flag,value', [('--crop-size', '512xabc'), ('--scale-range', '0.5'),
                                         ('--anchor-sizes', '32,64'), ('--model-kwargs', '{bad')])
 def test_bad_train_flags_are_named(flag, value, capsys):
@@ -213,7 +247,7 @@ def test_coco_format_train_eval_demo(synthetic_coco, tmp_path):
     assert record['model'] == 'panoptic_fpn_resnet18_v1b_coco'
     assert {c['id'] for c in record['categories']} == {c['id'] for c in json.load(open(
         os.path.join(synthetic_coco, 'annotations', 'panoptic_val2017.json')))['categories']}
-    assert json.loads(record['model_kwargs'])['anchor_style'] == 'detectron1'  # conventions kept
+    assert json.loads(record['model_kwargs'])['anchor_style'] == 'detectron2'  # conventions kept
     params = os.path.join(save_dir, 'panoptic_fpn_resnet18_v1b_coco-final.params')
     res = _script('eval_panoptic_fpn').main(['--pretrained', params, '--gpus', '', '--num-workers',
                                              '0', '--save-dir', str(tmp_path / 'eval')])

@@ -7,14 +7,26 @@ from .targets import panoptic_targets
 from .transforms import (IMAGENET_MEAN, IMAGENET_STD, affine_matrix, normalize, warp_image,
                          warp_labels)
 
-__all__ = ['PanopticTrainTransform', 'PanopticValTransform', 'RPNTargets']
+__all__ = ['PanopticTrainTransform', 'PanopticValTransform', 'RPNTargets', 'box_iou', 'encode_boxes',
+           'match_anchors']
 
 
 class RPNTargets(object):
-    """RPN training targets for one image, from gluoncv's ``RPNTargetGenerator``.
+    """RPN training targets for one image, in one of two styles (the net's ``rpn_target_style``).
 
-    An image without instances gets ``num_sample`` random negatives among the anchors inside the
-    image (gluoncv's generator needs at least one box).
+    Both label an anchor positive at IoU >= ``pos_iou_thresh`` with a box, negative below
+    ``neg_iou_thresh``, make the best anchors of each box positive, and sample ``num_sample``
+    anchors of which at most ``pos_ratio`` are positive; box targets are the (1, 1, 1, 1)
+    weighted deltas to the anchor's best box.
+
+    * ``'gluoncv'``: gluoncv's ``RPNTargetGenerator``.  Anchors crossing the image border are
+      ignored, and the negative threshold overrides a box's best anchor.  An image without
+      instances gets ``num_sample`` random negatives among the anchors inside the image (gluoncv's
+      generator needs at least one box).
+    * ``'detectron2'``: detectron2's ``Matcher`` (thresholds 0.3 / 0.7, low-quality matches
+      allowed) and ``subsample_labels``, its RPN's ``BOUNDARY_THRESH -1`` (torchvision's RPN
+      follows the same rules): every anchor takes part, and every anchor whose IoU with a box
+      equals that box's highest IoU is positive, however low.
 
     Parameters
     ----------
@@ -22,12 +34,22 @@ class RPNTargets(object):
         The network's anchors.
     num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio
         Sampling of anchors (Mask R-CNN defaults).
+    style : str
+        ``'detectron2'`` (default) or ``'gluoncv'``.
     """
 
+    STYLES = ('gluoncv', 'detectron2')
+
     def __init__(self, anchors, num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3,
-                 pos_ratio=0.5):
+                 pos_ratio=0.5, style='detectron2'):
+        if style not in self.STYLES:
+            raise ValueError('unknown RPN target style {!r}; valid: {}'.format(style,
+                                                                              self.STYLES))
         self.anchors = anchors
         self.num_sample = num_sample
+        self.style = style
+        self._thresh = (pos_iou_thresh, neg_iou_thresh)
+        self._max_pos = int(num_sample * pos_ratio)  # detectron2's subsample_labels truncates
         self._cache = {}  # (height, width) -> (anchors numpy, anchors NDArray)
         self._gen = RPNTargetGenerator(num_sample=num_sample, pos_iou_thresh=pos_iou_thresh,
                                        neg_iou_thresh=neg_iou_thresh, pos_ratio=pos_ratio,
@@ -45,6 +67,8 @@ class RPNTargets(object):
             a = self.anchors(height, width)
             self._cache = {(height, width): (a, mx.nd.array(a))}
         anchors, anchors_nd = self._cache[(height, width)]
+        if self.style == 'detectron2':
+            return self._detectron2(np.asarray(boxes, np.float32).reshape(-1, 4), anchors, rng)
         n = anchors.shape[0]
         if len(boxes) == 0:
             inside = np.nonzero((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) &
@@ -56,6 +80,80 @@ class RPNTargets(object):
         np.random.seed(int(rng.integers(2 ** 31)))
         cls, box, mask = self._gen(mx.nd.array(boxes), anchors_nd, width, height)
         return tuple(np.asarray(t, dtype=np.float32) for t in (cls, box, mask))
+
+    def _detectron2(self, boxes, anchors, rng):
+        """The ``'detectron2'`` style: match, subsample, encode."""
+        n = anchors.shape[0]
+        cls, match = match_anchors(anchors, boxes, *self._thresh)
+        pos = np.nonzero(cls == 1)[0]
+        neg = np.nonzero(cls == 0)[0]
+        num_pos = min(len(pos), self._max_pos)
+        num_neg = min(len(neg), self.num_sample - num_pos)
+        pos = rng.permutation(pos)[:num_pos]
+        neg = rng.permutation(neg)[:num_neg]
+        cls[:] = -1
+        cls[pos] = 1
+        cls[neg] = 0
+        box = np.zeros((n, 4), np.float32)
+        mask = np.zeros((n, 4), np.float32)
+        if num_pos:
+            box[pos] = encode_boxes(boxes[match[pos]], anchors[pos])
+            mask[pos] = 1
+        return cls, box, mask
+
+
+def match_anchors(anchors, boxes, pos_iou_thresh=0.7, neg_iou_thresh=0.3):
+    """detectron2's ``Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)``.
+
+    Parameters
+    ----------
+    anchors : np.ndarray
+        (N, 4) corner boxes.
+    boxes : np.ndarray
+        (M, 4) ground-truth corner boxes (M may be 0).
+
+    Returns
+    -------
+    labels : np.ndarray
+        (N,) float32: 1 at IoU >= ``pos_iou_thresh`` and for every anchor whose IoU with a box
+        equals that box's highest (> 0) IoU, 0 below ``neg_iou_thresh``, -1 between; all 0
+        without boxes.
+    match : np.ndarray
+        (N,) int64 index of each anchor's best box (ties: the first).
+    """
+    n = anchors.shape[0]
+    if not len(boxes):
+        return np.zeros(n, np.float32), np.zeros(n, np.int64)
+    iou = box_iou(anchors, boxes)  # (N, M)
+    best = iou.max(axis=1)
+    labels = np.full(n, -1, np.float32)
+    labels[best < neg_iou_thresh] = 0
+    labels[best >= pos_iou_thresh] = 1
+    per_box = iou.max(axis=0)  # (M,) each box's highest IoU; an empty box has none
+    labels[((iou == per_box) & (per_box > 0)).any(axis=1)] = 1
+    return labels, iou.argmax(axis=1)
+
+
+def box_iou(a, b):
+    """IoU of corner boxes ``a`` (N, 4) and ``b`` (M, 4), sides ``x2 - x1``; (N, M) float32
+    (0 where the boxes do not intersect, as detectron2's ``pairwise_iou``)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)  # (N, M)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(inter > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)
+
+
+def encode_boxes(boxes, anchors):
+    """Deltas ``(dx, dy, dw, dh)`` (weights 1) from ``anchors`` (K, 4) to ``boxes`` (K, 4), sides
+    ``x2 - x1`` (the decoding of :mod:`gluonpan.nn.rpn` and detectron2's ``Box2BoxTransform``)."""
+    aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    dx = (boxes[:, 0] + 0.5 * bw - anchors[:, 0] - 0.5 * aw) / aw
+    dy = (boxes[:, 1] + 0.5 * bh - anchors[:, 1] - 0.5 * ah) / ah
+    return np.stack([dx, dy, np.log(bw / aw), np.log(bh / ah)], axis=1).astype(np.float32)
 
 
 class PanopticTrainTransform(object):
@@ -76,11 +174,13 @@ class PanopticTrainTransform(object):
         Random horizontal flip with probability 0.5.
     sem_mode : str
         Semantic target mode, see :mod:`gluonpan.data.categories`.
+    rpn_target_style : str
+        :class:`RPNTargets`' style: the net's ``conventions['rpn_target_style']``.
     """
 
     def __init__(self, categories, anchors=None, crop_size=(512, 1024), scale_range=(0.5, 2.0),
                  flip=True, sem_mode='separated', mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD):
+                 std=IMAGENET_STD, rpn_target_style='detectron2'):
         if crop_size[0] % 32 or crop_size[1] % 32:
             raise ValueError('crop_size {} must be multiples of 32'.format(crop_size))
         self.categories = categories
@@ -89,7 +189,8 @@ class PanopticTrainTransform(object):
         self.flip = flip
         self.sem_mode = sem_mode
         self.mean, self.std = mean, std
-        self.rpn = RPNTargets(anchors) if anchors is not None else None
+        self.rpn = (RPNTargets(anchors, style=rpn_target_style) if anchors is not None
+                    else None)
 
     def _thing_boxes(self, segments_info):
         """(K, 4) x1, y1, x2, y2 of the non-crowd thing segments, from the JSON bboxes."""

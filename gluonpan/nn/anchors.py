@@ -61,16 +61,17 @@ class FPNAnchors(object):
     ratios : tuple of float
         Aspect ratios h/w at every location.
     style : str
-        ``'detectron1'`` (gluoncv's, the default): centred on ``(stride - 1) / 2`` with integer
-        sides, x2 inclusive (size 32 -> a 32x32 box from 0 to 31 at stride 4, centre 1.5);
+        ``'detectron1'`` (gluoncv's): centred on ``(stride - 1) / 2`` with integer sides, x2
+        inclusive (size 32 -> a 32x32 box from 0 to 31 at stride 4, centre 1.5);
         ``'torchvision'``: centred on the location's top-left corner ``(x * stride, y * stride)``,
-        half-sides rounded to integers; ``'detectron2'``: centred there too, unrounded.  Location
+        half-sides rounded to integers; ``'detectron2'`` (the default, that of the default
+        conventions preset): centred there too, unrounded.  Location
         ``(x, y)`` shifts the first location's boxes by ``(x * stride, y * stride)`` in every
         style.
     """
 
     def __init__(self, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 256, 512),
-                 ratios=(0.5, 1, 2), style='detectron1'):
+                 ratios=(0.5, 1, 2), style='detectron2'):
         if len(strides) != len(sizes):
             raise ValueError('one anchor size per stride expected, got strides {} sizes {}'
                              .format(strides, sizes))

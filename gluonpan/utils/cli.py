@@ -12,6 +12,7 @@ from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
 from ..data.synthetic import ensure_cityscapes, ensure_coco_panoptic
 from ..errors import DataError, UsageError, check_minimums, flag_name, read_json
 from ..model_zoo.panoptic_fpn import predict_panoptic
+from ..model_zoo.panoptic_fpn.conventions import recorded_conventions
 from .checkpoint import atomic_write_json
 from .engine import evaluate
 from .metrics import PanopticQuality, format_results
@@ -21,7 +22,7 @@ from .visualize import panoptic_overlay
 __all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
            'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
-           'check_pretrained']
+           'check_pretrained', 'recorded_model_kwargs']
 
 logger = logging.getLogger(__name__)
 
@@ -320,12 +321,23 @@ def load_model(args, ctx, saved=None, categories=None):
         raise UsageError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
                          .format(args.pretrained, ', '.join(get_model_list())))
     network = saved.get('network', args.network)
-    kwargs = _model_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
+    kwargs = recorded_model_kwargs(saved)
     kwargs.update(_model_kwargs(args.model_kwargs, '--model-kwargs'))
     if saved.get('anchor_sizes'):
         kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
     return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
                      **dict(kwargs, **coco))
+
+
+def recorded_model_kwargs(saved):
+    """The ``model_kwargs`` of a run record (:func:`run_args`; ``{}`` -> ``{}``) with the
+    conventions it was made with: a record from before conventions were recorded names no
+    preset and ran with the legacy one (see
+    :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
+    kwargs = _model_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
+    if saved:
+        kwargs.update(recorded_conventions(kwargs))
+    return kwargs
 
 
 def _model_kwargs(text, where):

@@ -27,14 +27,16 @@ from mxnet import gluon
 
 from gluonpan.data import (EpochSampler, PanopticTrainTransform, PanopticValTransform,
                            train_batchify)
-from gluonpan.errors import ArgumentParser, UsageError, run_cli
+from gluonpan.errors import ArgumentParser, UsageError, read_json, run_cli
 from gluonpan.model_zoo import get_model, get_model_list
+from gluonpan.model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES
 from gluonpan.nn.anchors import FPNAnchors
 from gluonpan.utils.checkpoint import (CheckpointManager, ValidationHistory, atomic_write,
                                        atomic_write_json, checkpoint_records, remove_temp_files)
 from gluonpan.utils.cli import (add_dataset_args, add_fusion_args, apply_config, check_minimums,
                                 evaluate_panoptic, fusion_kwargs, get_dataset, is_coco_format,
-                                model_name, parse_ctx, parse_model_kwargs)
+                                model_name, parse_ctx, parse_model_kwargs,
+                                recorded_model_kwargs)
 from gluonpan.utils.dist import KVSTORES, create_kvstore, create_trainer
 from gluonpan.utils.engine import fit
 from gluonpan.utils.logger import setup_logger
@@ -162,6 +164,28 @@ def check_run_dir(args):
     return args.resume
 
 
+def keep_run_conventions(args, resume_from):
+    """A resumed run keeps the conventions its ``args.json`` recorded (also when the defaults
+    changed since, or the run predates recorded conventions): they complete ``--model-kwargs``,
+    and a recorded convention that ``--model-kwargs`` / ``--config`` set otherwise is an error."""
+    folder = args.save_dir if not resume_from else (
+        resume_from if os.path.isdir(resume_from) else os.path.dirname(resume_from))
+    path = os.path.join(folder, 'args.json')
+    if resume_from is None or not os.path.isfile(path):
+        return
+    saved = read_json(path, "training run's arguments")
+    recorded = {k: v for k, v in recorded_model_kwargs(saved).items() if k in CONVENTION_NAMES
+                or k == 'preset'}
+    wanted = json.loads(args.model_kwargs)
+    clash = sorted(k for k in recorded if k in wanted and wanted[k] != recorded[k])
+    if clash:
+        raise UsageError('--resume: the run in {} was made with {}; the model options ask for {} '
+                         '(a resumed run keeps its conventions: start a new run to change them)'
+                         .format(folder, ', '.join('{}={!r}'.format(k, recorded[k]) for k in clash),
+                                 ', '.join('{}={!r}'.format(k, wanted[k]) for k in clash)))
+    args.model_kwargs = json.dumps(dict(recorded, **wanted), sort_keys=True)
+
+
 def build_net(args, ctx, per_device, categories):
     """The zoo model of ``--network``/``--dataset`` with the recipe overrides, hybridized."""
     kwargs = json.loads(args.model_kwargs)  # a JSON string, --config's too (apply_config)
@@ -197,6 +221,7 @@ def main(argv=None):
     """Train (or resume), validate every ``--val-interval`` epochs; returns the network."""
     args = parse_args(argv)
     resume_from = check_run_dir(args)
+    keep_run_conventions(args, resume_from)
     kvstore, rank, num_workers = create_kvstore(args.kv_store)
     setup_logger(os.path.join(args.save_dir, 'train.log'), rank=rank if num_workers > 1 else None)
     logging.info('arguments: %s', json.dumps(vars(args), sort_keys=True))
@@ -220,8 +245,9 @@ def main(argv=None):
         atomic_write_json(os.path.join(args.save_dir, 'args.json'), run_record, indent=1,
                           sort_keys=True)
 
-    train_set.transform = PanopticTrainTransform(train_set.categories, net.anchors, args.crop,
-                                                 args.scales)
+    train_set.transform = PanopticTrainTransform(
+        train_set.categories, net.anchors, args.crop, args.scales,
+        rpn_target_style=net.conventions['rpn_target_style'])
     val_set = get_dataset(args, 'val', PanopticValTransform()) if rank == 0 else None
     sampler = EpochSampler(len(train_set), shuffle=True, seed=args.seed, num_parts=num_workers,
                            part_index=rank)

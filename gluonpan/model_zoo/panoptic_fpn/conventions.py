@@ -70,6 +70,15 @@ clip_to_image : bool
 rpn_box_loss_beta, rcnn_box_loss_beta : float
     Training: transition point of the smooth-L1 box losses of the RPN and of the box head
     (gluoncv: 1/9 and 1; torchvision: 1/9 and 1/9; detectron2: 0 and 0, i.e. plain L1).
+rpn_target_style : str
+    Training: how anchors become RPN targets (:class:`gluonpan.data.presets.RPNTargets`; IoU
+    >= 0.7 positive, < 0.3 negative, 256 samples, at most half positive in every style).
+    ``'gluoncv'`` (its ``RPNTargetGenerator``): anchors crossing the image border are ignored,
+    and an anchor that is the best one of a box but has IoU < 0.3 with it is a negative.
+    ``'detectron2'`` (detectron2's ``Matcher`` with ``allow_low_quality_matches``, RPN
+    ``BOUNDARY_THRESH -1``; torchvision's RPN does the same): every anchor takes part, and the
+    best anchors of each box (every anchor with the box's highest IoU) are positives whatever
+    their IoU.
 
 Box-coder weights (RPN 1, 1, 1, 1; heads 10, 10, 5, 5), the delta clip ``log(1000 / 16)``, the RPN
 NMS IoU 0.7 and the clipping of boxes to ``[0, W] x [0, H]`` are the same in every reference and
@@ -79,10 +88,17 @@ import copy
 
 from ...errors import UsageError
 
-__all__ = ['DEFAULT_PRESET', 'PRESETS', 'CONVENTION_NAMES', 'resolve_conventions']
+__all__ = ['DEFAULT_PRESET', 'LEGACY_PRESET', 'PRESETS', 'CONVENTION_NAMES',
+           'resolve_conventions', 'recorded_conventions']
 
-#: today's behaviour (gluoncv's Mask R-CNN FPN with Detectron1 anchors)
-DEFAULT_PRESET = 'gluoncv'
+#: the conventions a model gets unless told otherwise (those of detectron2, the reference of
+#: Panoptic FPN).  Up to commit b63c07b it was ``'gluoncv'``: a training run or converted model
+#: records its conventions, and a run recorded before they were recorded ran with
+#: ``LEGACY_PRESET`` (see :func:`recorded_conventions`).
+DEFAULT_PRESET = 'detectron2'
+
+#: the preset of runs recorded before conventions were (gluoncv's Mask R-CNN, Detectron1 anchors)
+LEGACY_PRESET = 'gluoncv'
 
 PRESETS = {
     'gluoncv': dict(
@@ -91,7 +107,7 @@ PRESETS = {
         roi_level_style='detectron1', roi_align_aligned=False, roi_align_sampling_ratio=2,
         test_score_thresh=0.05, test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=0.,
         mask_paste='gluoncv', rpn_min_size_strict=False, rpn_box_loss_beta=1. / 9,
-        rcnn_box_loss_beta=1., clip_to_image=False),
+        rcnn_box_loss_beta=1., clip_to_image=False, rpn_target_style='gluoncv'),
     # torchvision.models.detection.maskrcnn_resnet50_fpn (torchvision 0.29 defaults)
     'torchvision': dict(
         anchor_style='torchvision', rpn_topk_per_level=True, rpn_train_pre_nms=2000,
@@ -99,7 +115,8 @@ PRESETS = {
         rpn_min_size=1e-3, rpn_min_size_strict=False, roi_level_style='torchvision',
         roi_align_aligned=False, roi_align_sampling_ratio=2, test_score_thresh=0.05,
         test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=1e-2, mask_paste='torchvision',
-        rpn_box_loss_beta=1. / 9, rcnn_box_loss_beta=1. / 9, clip_to_image=True),
+        rpn_box_loss_beta=1. / 9, rcnn_box_loss_beta=1. / 9, clip_to_image=True,
+        rpn_target_style='detectron2'),
     # detectron2 (commit 02b5c4e) Base-RCNN-FPN / Base-Panoptic-FPN defaults: per-level top
     # 2000 / 1000 (train / test) -> 1000 per image, PROPOSAL_GENERATOR.MIN_SIZE 0 (keep sides
     # > 0), ROIAlignV2 (aligned, POOLER_SAMPLING_RATIO 0), SCORE_THRESH_TEST 0.05,
@@ -111,7 +128,8 @@ PRESETS = {
         rpn_min_size=0., rpn_min_size_strict=True, roi_level_style='detectron2',
         roi_align_aligned=True, roi_align_sampling_ratio=0, test_score_thresh=0.05,
         test_nms_thresh=0.5, test_max_dets=100, test_min_box_size=0., mask_paste='detectron2',
-        rpn_box_loss_beta=0., rcnn_box_loss_beta=0., clip_to_image=True),
+        rpn_box_loss_beta=0., rcnn_box_loss_beta=0., clip_to_image=True,
+        rpn_target_style='detectron2'),
 }
 
 #: every option a preset sets
@@ -119,7 +137,8 @@ CONVENTION_NAMES = tuple(sorted(PRESETS[DEFAULT_PRESET]))
 
 _CHOICES = dict(anchor_style=('detectron1', 'torchvision', 'detectron2'),
                 roi_level_style=('detectron1', 'torchvision', 'detectron2'),
-                mask_paste=('gluoncv', 'torchvision', 'detectron2'))
+                mask_paste=('gluoncv', 'torchvision', 'detectron2'),
+                rpn_target_style=('gluoncv', 'detectron2'))
 
 
 def resolve_conventions(preset=None, **options):
@@ -164,4 +183,21 @@ def resolve_conventions(preset=None, **options):
     out['rpn_min_size_strict'] = bool(out['rpn_min_size_strict'])
     out['clip_to_image'] = bool(out['clip_to_image'])
     out['preset'] = name
+    return out
+
+
+def recorded_conventions(model_kwargs):
+    """The conventions recorded in a run's or converter's ``model_kwargs`` (a dict).
+
+    Records carry ``preset`` and every option they were made with; an option added since is
+    filled in from the recorded preset by :func:`resolve_conventions`.  A record without
+    ``preset`` was written before conventions were recorded: it ran with :data:`LEGACY_PRESET`.
+
+    Returns
+    -------
+    dict
+        ``preset`` and the recorded options of :data:`CONVENTION_NAMES`.
+    """
+    out = {k: v for k, v in model_kwargs.items() if k in CONVENTION_NAMES}
+    out['preset'] = model_kwargs.get('preset', LEGACY_PRESET)
     return out

@@ -10,6 +10,7 @@ import warnings
 from collections import OrderedDict
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
@@ -135,11 +136,16 @@ class PanopticFPN(nn.HybridBlock):
                 continue
             styles = [s for s in ANCHOR_STYLES
                       if (anchors.with_style(s)._base[level] == loaded).all()]
+            hint = ''
+            if styles and styles[0] == 'detectron1':
+                hint = (" (weights trained with gluonpan's former default conventions, without an "
+                        "args.json beside them: add --model-kwargs '{\"preset\": \"gluoncv\"}')")
             raise ValueError(
-                'the weights were made with other anchors than this net\'s {!r} (P{} first '
-                'location {} instead of {}){}; build the net with the conventions the weights '
-                'were made with'.format(anchors, level + 2, loaded.tolist(), base.tolist(),
-                                        ": anchor_style={!r}".format(styles[0]) if styles else ''))
+                'the weights were made with other anchors than this net\'s{}{}; build the net '
+                'with the conventions the weights were made with (this net: {!r}; P{} first '
+                'location {} instead of {})'.format(
+                    " (theirs: anchor_style={!r})".format(styles[0]) if styles else '', hint,
+                    anchors, level + 2, np.round(loaded, 2).tolist(), np.round(base, 2).tolist()))
         return True
 
     def _check_class_counts(self, num_things, num_semantic):
@@ -327,7 +333,7 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
                        roi_level_style=None, roi_align_aligned=None,
                        roi_align_sampling_ratio=None, test_min_box_size=None, mask_paste=None,
                        rpn_min_size_strict=None, rpn_box_loss_beta=None,
-                       rcnn_box_loss_beta=None, clip_to_image=None):
+                       rcnn_box_loss_beta=None, clip_to_image=None, rpn_target_style=None):
     """Assemble a :class:`PanopticFPN`; the keyword defaults are the recipe (Mask R-CNN FPN 1x).
 
     Parameters
@@ -351,16 +357,16 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
     sem_seg_channels, sem_seg_num_groups : semantic tower width and GroupNorm groups.
     semantic_mode, loss_weights : see :class:`PanopticFPN`.
     preset : str, optional
-        Conventions preset: ``'gluoncv'`` (the default, today's behaviour), ``'torchvision'``
-        (what a converted torchvision Mask R-CNN needs) or ``'detectron2'`` (a converted
-        detectron2 Panoptic FPN), see
+        Conventions preset: ``'detectron2'`` (the default; what a converted detectron2 Panoptic
+        FPN needs), ``'torchvision'`` (a converted torchvision Mask R-CNN) or ``'gluoncv'``
+        (gluoncv's Mask R-CNN, our default before b63c07b), see
         :mod:`gluonpan.model_zoo.panoptic_fpn.conventions`.
-    anchor_style, rpn_topk_per_level, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size, rpn_min_size_strict, roi_level_style, roi_align_aligned, roi_align_sampling_ratio, test_score_thresh, test_nms_thresh, test_max_dets, test_min_box_size, mask_paste, rpn_box_loss_beta, rcnn_box_loss_beta, clip_to_image
+    anchor_style, rpn_topk_per_level, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size, rpn_min_size_strict, roi_level_style, roi_align_aligned, roi_align_sampling_ratio, test_score_thresh, test_nms_thresh, test_max_dets, test_min_box_size, mask_paste, rpn_box_loss_beta, rcnn_box_loss_beta, clip_to_image, rpn_target_style
         Conventions (documented in :mod:`~gluonpan.model_zoo.panoptic_fpn.conventions`); None
-        takes the preset's value (``'gluoncv'``: Detectron1 anchors, global top 12000 / 6000 ->
-        2000 / 1000 proposals in training / inference, min size 1, RoI level with +1,
-        RoIAlign not aligned with 2 samples, scores >= 0.05, NMS 0.5, 100 detections, no
-        minimal detection size, gluoncv's mask paste).  The mask head runs on the
+        takes the preset's value (``'detectron2'``: anchors centred at 0, per-level top 2000 /
+        1000 -> 1000 proposals per image in training / inference, RoI level without +1,
+        ROIAlignV2, scores >= 0.05, NMS 0.5, 100 detections, detectron2's mask paste, boxes
+        clipped to the image, L1 box losses, border anchors in the RPN targets).  The mask head runs on the
         ``test_max_dets`` best detections only.
     """
     conv = resolve_conventions(
@@ -373,7 +379,7 @@ def build_panoptic_fpn(backbone, categories, anchors=None, semantic_mode='separa
         test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh,
         test_max_dets=test_max_dets, test_min_box_size=test_min_box_size, mask_paste=mask_paste,
         rpn_box_loss_beta=rpn_box_loss_beta, rcnn_box_loss_beta=rcnn_box_loss_beta,
-        clip_to_image=clip_to_image)
+        clip_to_image=clip_to_image, rpn_target_style=rpn_target_style)
     if anchors is None:
         anchors = FPNAnchors(style=conv['anchor_style'])
     elif preset is None and anchor_style is None:
