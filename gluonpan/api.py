@@ -1,4 +1,5 @@
-"""One-call inference: an image in, a panoptic segmentation out."""
+"""One-call inference: an image in, a panoptic (or, for a semantic model, a semantic) segmentation
+out."""
 import math
 import numbers
 
@@ -11,17 +12,19 @@ from .model_zoo.panoptic_fpn import predict_panoptic
 
 __all__ = ['predict']
 
-#: the keyword arguments of :func:`predict` (fusion thresholds)
+#: the keyword arguments of :func:`predict` for panoptic models (fusion thresholds)
 THRESHOLDS = ('score_threshold', 'overlap_threshold', 'stuff_area_threshold')
+#: ... and for semantic models (test-time options of ``predict_semantic``)
+SEMANTIC_OPTIONS = ('mode', 'crop_size', 'stride', 'scales', 'flip')
 _DIVISOR = 32  # inputs are padded to multiples of the coarsest stride
 
 
 def predict(net, image, **thresholds):
-    """Panoptic segmentation of one RGB image.
+    """Panoptic segmentation of one RGB image (semantic segmentation for a semantic model).
 
     Parameters
     ----------
-    net : PanopticFPN
+    net : PanopticFPN or SemanticFPN
         A network from :func:`gluonpan.model_zoo.get_model` (with weights).
     image : np.ndarray
         ``(H, W, 3)`` uint8 RGB (e.g. ``gluonpan.data.io.read_image(path, allow_gray=True)``,
@@ -30,10 +33,15 @@ def predict(net, image, **thresholds):
         cropped back (areas counted in the crop).
     **thresholds
         ``score_threshold``, ``overlap_threshold``, ``stuff_area_threshold`` (see
-        :func:`gluonpan.model_zoo.panoptic_fpn.combine_instances_and_semantics`).
+        :func:`gluonpan.model_zoo.panoptic_fpn.combine_instances_and_semantics`); for a semantic
+        model the options of :func:`~gluonpan.model_zoo.semantic_fpn.predict_semantic`
+        (``mode``, ``crop_size``, ``stride``, ``scales``, ``flip``) instead.
 
     Returns
     -------
+    classes : np.ndarray
+        A semantic model's only output: ``(H, W)`` int32 classes (Cityscapes train ids 0..18,
+        ADE20K classes 0..149).
     pan_ids : np.ndarray
         ``(H, W)`` int32 panoptic ids (``category_id * 1000 + k`` things, ``category_id`` stuff,
         0 void), in the dataset's category ids (``net.categories``).
@@ -48,9 +56,14 @@ def predict(net, image, **thresholds):
     gluonpan.errors.UsageError
         An unknown or non-numeric threshold, or a ``net`` without initialised parameters.
     """
-    _check_thresholds(thresholds)
+    semantic = getattr(net, 'task', 'panoptic') == 'semantic'
+    _check_options(thresholds, SEMANTIC_OPTIONS if semantic else THRESHOLDS)
     image = _checked_image(image)
     ctx = _context(net)
+    if semantic:
+        from .model_zoo.semantic_fpn import predict_semantic_labels
+        data = mx.nd.array(normalize(image)[None], ctx=ctx)  # (1, 3, H, W)
+        return predict_semantic_labels(net, data, **thresholds)[0]
     height, width = image.shape[:2]
     canvas = _canvas_size(net, height, width)
     data = normalize(image)  # (3, H, W) float32
@@ -88,12 +101,14 @@ def _checked_image(image):
     return image
 
 
-def _check_thresholds(thresholds):
-    unknown = sorted(set(thresholds) - set(THRESHOLDS))
+def _check_options(options, valid):
+    unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UsageError('predict got unknown option(s) {}; valid: {}'.format(
-            ', '.join(unknown), ', '.join(THRESHOLDS)))
-    for key, value in thresholds.items():
+            ', '.join(unknown), ', '.join(valid)))
+    for key, value in options.items():
+        if key not in THRESHOLDS:
+            continue  # semantic options are checked by predict_semantic
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or \
                 not math.isfinite(value):
             raise UsageError('predict option {} must be a finite number, got {!r}'

@@ -52,6 +52,20 @@ def test_train_batchify_pads_instances_and_size():
     assert batch['gt_masks'].dtype == np.uint8 and batch['data'].context.device_type == 'cpu_shared'
 
 
+def test_train_batchify_of_semantic_samples():
+    """Semantic samples (no instances) batch to data and sem_seg only, padded the same way."""
+    samples = [{'data': np.ones((3, 40, 60), np.float32), 'sem_seg': np.full((40, 60), 3, np.uint8),
+                'image_id': 'a'},
+               {'data': np.ones((3, 50, 64), np.float32), 'sem_seg': np.zeros((50, 64), np.uint8),
+                'image_id': 'b'}]
+    batch = train_batchify(samples)
+    assert sorted(batch) == ['data', 'image_id', 'sem_seg']
+    assert batch['data'].shape == (2, 3, 64, 64) and batch['image_id'] == ['a', 'b']
+    sem = batch['sem_seg'].asnumpy()
+    assert (sem[0, :40, :60] == 3).all() and (sem[0, 40:] == 255).all() and (sem[1, 50:] == 255).all()
+    assert (batch['data'].asnumpy()[0, :, 40:] == 0).all()
+
+
 def test_batchify_refuses_mixed_sizes_with_rpn_targets():
     rpn = RPNTargets(FPNAnchors())
     with pytest.raises(ValueError, match='must all be'):

@@ -181,6 +181,27 @@ def test_lr_schedule_warmup_then_steps():
     assert s(700, 0) == pytest.approx(0.0002)
 
 
+def test_lr_schedule_poly_as_mmsegmentation():
+    """mmseg's PolyLR (power 0.9, eta_min 1e-4, per iteration) over epochs x iterations."""
+    s = WarmupStepLR(0.01, iters_per_epoch=10, policy='poly', max_epochs=4)
+    for epoch, it in ((0, 0), (1, 3), (3, 9)):
+        t = epoch * 10 + it
+        assert s(epoch, it) == pytest.approx((0.01 - 1e-4) * (1 - t / 40.) ** 0.9 + 1e-4)
+    assert s(4, 0) == pytest.approx(1e-4) and s(9, 0) == pytest.approx(1e-4)
+    warm = WarmupStepLR(0.01, 10, warmup_iters=5, warmup_factor=0.5, policy='poly', max_epochs=4)
+    assert warm(0, 2) == pytest.approx((0.01 - 1e-4) * (1 - 2 / 40.) ** 0.9 * 0.7 + 1e-4)
+    with pytest.raises(ValueError, match='max_epochs must be >= 1'):
+        WarmupStepLR(0.01, 10, policy='poly')
+    with pytest.raises(ValueError, match='policy must be one of'):
+        WarmupStepLR(0.01, 10, policy='cosine')
+    # a state saved before the poly keys existed restores as a step schedule, without warnings
+    old = {k: v for k, v in WarmupStepLR(0.02, 10, 15, decay_epochs=(3,)).state_dict().items()
+           if k not in WarmupStepLR._LATER_KEYS}
+    restored = WarmupStepLR(0.02, 10, 15, decay_epochs=(3,))
+    restored.load_state_dict(old)
+    assert restored.policy == 'step' and restored(3, 0) == pytest.approx(0.002)
+
+
 def test_lr_schedule_state_restores_and_validates(caplog):
     saved = WarmupStepLR(0.02, 10, 15, decay_epochs=(430, 590)).state_dict()
     s = WarmupStepLR(0.5, 7)

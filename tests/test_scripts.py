@@ -1,6 +1,5 @@
 """The train / eval / demo scripts end to end on the synthetic dataset (tiny model, CPU)."""
 import glob
-import importlib.util
 import json
 import os
 import signal
@@ -12,6 +11,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from _scripts import load_script
 from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
 
 from gluonpan.data import CityscapesPanoptic, PanopticValTransform
@@ -25,10 +25,7 @@ TINY_MODEL = dict(fpn_channels=32, sem_seg_channels=32, sem_seg_num_groups=8, rp
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(SCRIPTS, name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('panoptic', name)
 
 
 def _train_args(root, save_dir, *extra):

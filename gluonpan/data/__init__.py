@@ -10,6 +10,14 @@ _ATTRIBUTES = {
     'PanopticDataset': 'panoptic_dataset',
     'PanopticTrainTransform': 'presets', 'PanopticValTransform': 'presets', 'RPNTargets': 'presets',
     'EpochSampler': 'sampler', 'panoptic_targets': 'targets', 'segment_index': 'targets',
+    'ADE20K_NUM_CLASSES': 'categories', 'CITYSCAPES_TO_ADE20K': 'categories',
+    'ade20k_class_names': 'categories', 'ade20k_label_lut': 'categories',
+    'cityscapes_train_id_lut': 'categories', 'cityscapes_train_id_names': 'categories',
+    'cityscapes_train_id_to_ade20k': 'categories',
+    'SemanticDataset': 'semantic_dataset', 'CityscapesSemantic': 'semantic_dataset',
+    'ADE20KSemantic': 'semantic_dataset',
+    'SemanticTrainTransform': 'semantic_presets', 'SemanticValTransform': 'semantic_presets',
+    'generate_ade20k': 'synthetic_ade', 'ensure_ade20k': 'synthetic_ade',
 }
 __all__ = sorted(_ATTRIBUTES)
 

@@ -27,16 +27,19 @@ def train_batchify(samples, size_divisibility=32):
     """Stack training samples into one batch of NDArrays on ``cpu_shared(0)``.
 
     Images are padded at the bottom/right to a common size divisible by ``size_divisibility``
-    (the semantic map with 255), instances to the largest count in the batch (at least 1) with -1
-    boxes and classes and empty masks.  RPN targets index anchors of the padded input, so samples
-    that carry them must already share one size (the train transform's fixed crop).
+    (the semantic map with 255).  Samples with instances (panoptic models: ``gt_boxes`` ...) get
+    them padded to the largest count in the batch (at least 1) with -1 boxes and classes and empty
+    masks; semantic samples carry ``data`` and ``sem_seg`` only.  RPN targets index anchors of the
+    padded input, so samples that carry them must already share one size (the train transform's
+    fixed crop).
 
     Returns
     -------
     dict
-        ``data`` (B, 3, H, W), ``sem_seg`` (B, H, W), ``gt_boxes`` (B, M, 4), ``gt_classes``
-        (B, M, 1), ``gt_masks`` (B, M, H, W) uint8, and if present ``rpn_cls_targets`` (B, N),
-        ``rpn_box_targets`` (B, N, 4), ``rpn_box_masks`` (B, N, 4); plus ``image_id`` (list).
+        ``data`` (B, 3, H, W), ``sem_seg`` (B, H, W); with instances ``gt_boxes`` (B, M, 4),
+        ``gt_classes`` (B, M, 1), ``gt_masks`` (B, M, H, W) uint8, and if present
+        ``rpn_cls_targets`` (B, N), ``rpn_box_targets`` (B, N, 4), ``rpn_box_masks`` (B, N, 4);
+        plus ``image_id`` (list).
     """
     shapes = [s['data'].shape[1:] for s in samples]
     height = pad_to_multiple(max(h for h, _ in shapes), size_divisibility)
@@ -45,17 +48,20 @@ def train_batchify(samples, size_divisibility=32):
     if has_rpn and any(s != (height, width) for s in shapes):
         raise ValueError('samples with RPN targets must all be {}x{} (a multiple of {}), got {}'
                          .format(height, width, size_divisibility, shapes))
-    num_inst = max(1, max(len(s['gt_boxes']) for s in samples))
     batch = {
         'data': _stack_padded([s['data'] for s in samples], (3, height, width), 0, np.float32),
         'sem_seg': _stack_padded([s['sem_seg'] for s in samples], (height, width), IGNORE_LABEL,
                                  np.float32),
-        'gt_boxes': _stack_padded([s['gt_boxes'] for s in samples], (num_inst, 4), -1, np.float32),
-        'gt_classes': _stack_padded([s['gt_classes'].reshape(-1, 1) for s in samples],
-                                    (num_inst, 1), -1, np.float32),  # (B, M, 1)
-        'gt_masks': _stack_padded([s['gt_masks'] for s in samples], (num_inst, height, width), 0,
-                                  np.uint8),
     }
+    if 'gt_boxes' in samples[0]:
+        num_inst = max(1, max(len(s['gt_boxes']) for s in samples))
+        batch.update(
+            gt_boxes=_stack_padded([s['gt_boxes'] for s in samples], (num_inst, 4), -1,
+                                   np.float32),
+            gt_classes=_stack_padded([s['gt_classes'].reshape(-1, 1) for s in samples],
+                                     (num_inst, 1), -1, np.float32),  # (B, M, 1)
+            gt_masks=_stack_padded([s['gt_masks'] for s in samples], (num_inst, height, width), 0,
+                                   np.uint8))
     if has_rpn:
         for key in ('rpn_cls_targets', 'rpn_box_targets', 'rpn_box_masks'):
             batch[key] = np.stack([s[key] for s in samples])

@@ -24,13 +24,45 @@ Four kinds of ids appear in panoptic segmentation; mixing them up is the most co
   region of a thing class is also its raw ``label_id`` with ``iscrowd = 1``.  COCO: arbitrary ids, all
   meaning is in ``segments_info``.  Our own predictions use ``category_id * 1000 + k`` for things and
   ``category_id`` for stuff, which both evaluators accept.
+
+Semantic-segmentation data (:mod:`gluonpan.data.semantic_dataset`) stores one class value per pixel
+in a single-channel 8-bit PNG; every dataset maps it to *contiguous semantic classes* ``0..C-1``
+with ``255`` = ignore (:data:`IGNORE_LABEL`):
+
+* **Cityscapes** ``gtFine/*/*_gtFine_labelIds.png`` holds label ids (0..33).
+  :func:`cityscapes_train_id_lut` (256 entries, built from cityscapesscripts' table) maps them to
+  the **train id**, which is the contiguous class (C = 19); ids whose train id is 255 or -1
+  (unlabeled, ego vehicle, ..., caravan, trailer) become 255.  A value that is no label id of the
+  table (34..255) is a data error (:func:`cityscapes_label_id_valid`).  ``license plate`` (id -1)
+  cannot occur in a PNG.
+* **ADE20K** SceneParsing (``ADEChallengeData2016/annotations/*/*.png``) holds **ADE20K class ids**
+  1..150 (the benchmark's ``objectInfo150`` list, shipped as ``ade20k_categories.json``) and 0 for
+  "other / unlabelled".  The benchmark ignores 0, so (as mmsegmentation's
+  ``reduce_zero_label=True``) 0 -> 255 and id k -> contiguous class ``k - 1`` (C = 150) by
+  :func:`ade20k_label_lut`.  Values above 150 are data errors.
+* **Cityscapes classes under ADE20K ids** (the synthetic ADE20K layout of
+  :mod:`gluonpan.data.synthetic_ade`, and evaluating a Cityscapes-trained model on ADE20K):
+  :data:`CITYSCAPES_TO_ADE20K` gives each of the 19 train ids one distinct ADE20K class id of the
+  same or nearest meaning; pixels of ignored Cityscapes labels get ADE20K id 0.  Exact matches:
+  road, sidewalk, building, wall, fence, pole, traffic light, sky, person, car, truck, bus,
+  motorcycle ("minibike, motorbike"), bicycle.  Approximations: traffic sign -> "signboard, sign"
+  (any sign), vegetation -> "tree", terrain -> "grass" (ADE's "earth, ground" and "land, ground,
+  soil" stay unmapped).  Stand-ins, since ADE20K has no such class and the 19 must stay distinct:
+  rider -> "animal, animate being" (ADE20K labels riders "person"), train -> "van" (ADE20K's trains
+  are outside the 150 classes).
 """
+import functools
+import os
+
 import numpy as np
 
 from ..errors import DataError, read_json
 
 __all__ = ['IGNORE_LABEL', 'OFFSET', 'MAX_PANOPTIC_ID', 'rgb2id', 'id2rgb', 'PanopticCategories',
-           'cityscapes_categories', 'coco_categories_from_json', 'short_list']
+           'cityscapes_categories', 'coco_categories_from_json', 'short_list',
+           'cityscapes_train_id_lut', 'cityscapes_label_id_valid', 'cityscapes_train_id_names',
+           'ADE20K_NUM_CLASSES', 'ade20k_categories', 'ade20k_class_names', 'ade20k_label_lut',
+           'CITYSCAPES_TO_ADE20K', 'cityscapes_train_id_to_ade20k', 'ade20k_to_cityscapes_train_id']
 
 #: semantic-target value that the losses and the metric ignore
 IGNORE_LABEL = 255
@@ -276,3 +308,119 @@ def coco_categories_from_json(json_file_or_dict, json_path=None):
         return PanopticCategories(d['categories'])
     except DataError as err:
         raise DataError('{}: {}'.format(where, err)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# semantic segmentation: label values of the PNGs -> contiguous classes (see the module docstring)
+
+#: number of ADE20K SceneParsing classes (ids 1..150)
+ADE20K_NUM_CLASSES = 150
+#: Cityscapes label name (train ids 0..18) -> ADE20K class id (1..150); see the module docstring
+CITYSCAPES_TO_ADE20K = {
+    'road': 7, 'sidewalk': 12, 'building': 2, 'wall': 1, 'fence': 33, 'pole': 94,
+    'traffic light': 137, 'traffic sign': 44, 'vegetation': 5, 'terrain': 10, 'sky': 3,
+    'person': 13, 'rider': 127, 'car': 21, 'truck': 84, 'bus': 81, 'train': 103,
+    'motorcycle': 117, 'bicycle': 128}
+_ADE20K_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ade20k_categories.json')
+
+
+def _read_only(array):
+    array.setflags(write=False)
+    return array
+
+
+def _cityscapes_table():
+    """``(label_id, train_id)`` of every label of cityscapesscripts' table that a PNG can hold."""
+    from cityscapesscripts.helpers.labels import labels
+    return [(int(l.id), int(l.trainId)) for l in labels if 0 <= l.id < 256]
+
+
+@functools.lru_cache(maxsize=None)
+def cityscapes_train_id_lut():
+    """Cityscapes label id -> train id, from cityscapesscripts' label table.
+
+    Returns
+    -------
+    np.ndarray
+        ``(256,)`` uint8, read-only: the train id (0..18) of each label id, 255 for label ids that
+        are not evaluated (train id 255 or -1) and for values that are no label id (see
+        :func:`cityscapes_label_id_valid` to tell those apart).
+    """
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    for label_id, train_id in _cityscapes_table():
+        if 0 <= train_id < IGNORE_LABEL:
+            lut[label_id] = train_id
+    return _read_only(lut)
+
+
+@functools.lru_cache(maxsize=None)
+def cityscapes_label_id_valid():
+    """``(256,)`` bool, read-only: True for the values that are label ids of the table (0..33)."""
+    valid = np.zeros(256, dtype=bool)
+    valid[[label_id for label_id, _ in _cityscapes_table()]] = True
+    return _read_only(valid)
+
+
+def cityscapes_train_id_names():
+    """Names of the 19 Cityscapes train ids, in train-id order (``road`` ... ``bicycle``)."""
+    from cityscapesscripts.helpers.labels import labels
+    return [name for _, name in sorted((l.trainId, l.name) for l in labels
+                                       if 0 <= l.trainId < IGNORE_LABEL)]
+
+
+@functools.lru_cache(maxsize=None)
+def ade20k_categories():
+    """The 150 ADE20K classes from the package's ``ade20k_categories.json`` (objectInfo150).
+
+    Returns
+    -------
+    tuple of dict
+        ``id`` (1..150), ``name`` (first synonym), ``full_name``; in id order.
+    """
+    data = read_json(_ADE20K_JSON, 'package data file')
+    cats = sorted(data['categories'], key=lambda c: c['id'])
+    if [c['id'] for c in cats] != list(range(1, ADE20K_NUM_CLASSES + 1)):
+        raise DataError('{} must list ADE20K class ids 1..{}'.format(_ADE20K_JSON,
+                                                                    ADE20K_NUM_CLASSES))
+    return tuple(cats)
+
+
+def ade20k_class_names():
+    """Names of the 150 contiguous ADE20K classes (class ``k`` is ADE20K id ``k + 1``)."""
+    return [c['name'] for c in ade20k_categories()]
+
+
+@functools.lru_cache(maxsize=None)
+def ade20k_label_lut():
+    """ADE20K annotation value -> contiguous class: 0 -> 255, k -> k - 1 for 1..150, and 255
+    above 150 (values a dataset must reject first).  ``(256,)`` uint8, read-only."""
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    lut[1:ADE20K_NUM_CLASSES + 1] = np.arange(ADE20K_NUM_CLASSES)
+    return _read_only(lut)
+
+
+@functools.lru_cache(maxsize=None)
+def cityscapes_train_id_to_ade20k():
+    """Cityscapes train id -> ADE20K class id (:data:`CITYSCAPES_TO_ADE20K`).
+
+    Returns
+    -------
+    np.ndarray
+        ``(256,)`` uint8, read-only: entries 0..18 hold the ADE20K id (1..150) of each train id,
+        every other entry (255 = ignore) holds 0, ADE20K's "other".  Subtract 1 for the
+        contiguous ADE20K class of a prediction.
+    """
+    lut = np.zeros(256, dtype=np.uint8)
+    for train_id, name in enumerate(cityscapes_train_id_names()):
+        lut[train_id] = CITYSCAPES_TO_ADE20K[name]
+    return _read_only(lut)
+
+
+@functools.lru_cache(maxsize=None)
+def ade20k_to_cityscapes_train_id():
+    """ADE20K class id -> Cityscapes train id, the inverse of :func:`cityscapes_train_id_to_ade20k`
+    (255 for 0 and the 131 ADE20K classes no Cityscapes class maps to).  ``(256,)`` uint8."""
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    num = len(CITYSCAPES_TO_ADE20K)
+    lut[cityscapes_train_id_to_ade20k()[:num]] = np.arange(num)
+    return _read_only(lut)

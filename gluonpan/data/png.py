@@ -1,4 +1,9 @@
-"""A fast, exact decoder for the PNGs panoptic segmentation reads most: 8-bit RGB(A), no interlace.
+"""Fast, exact decoders for the PNGs segmentation reads most: panoptic ids and label maps.
+
+Two decoders share the chunk / CRC checks below: :func:`decode_panoptic_png` (8-bit RGB(A)
+panoptic ids) and :func:`read_label_png` / :func:`decode_label_png` (single-channel label maps:
+8/16-bit grayscale, palette indices), the one reader of every semantic label PNG (datasets and
+file evaluators).
 
 Panoptic ids are the RGB bytes of a PNG, and decoding the two PNGs of an image pair is most of the
 cost of evaluating PQ.  OpenCV and PIL inflate with zlib (~10 ms for a 1024x2048 panoptic PNG on
@@ -17,16 +22,25 @@ The CRC of every critical chunk is checked.  Whatever this decoder does not hand
 grey, 16-bit, interlaced, a damaged file) makes :func:`decode_panoptic_png` return ``None``;
 :func:`decode_panoptic_png_or_problem` also says why, so that the caller falls back to OpenCV
 for a valid PNG of another type and names the damage of a broken one.
+
+Label maps (grayscale, non-interlaced) are inflated by zlib-ng the same way (~20x faster than the
+zlib of OpenCV and PIL) and unfiltered bytewise by a second compiled loop (:func:`_unfilter_gray`);
+palette PNGs give their indices (as PIL, which the references use, reads them) and interlaced
+ones go through OpenCV.
 """
+import io
 import struct
 
+import cv2
 import numpy as np
+from PIL import Image
 from zlib_ng import zlib_ng
 
 from .._jit import njit
+from ..errors import DataError, read_bytes
 
-__all__ = ['decode_panoptic_png', 'decode_panoptic_png_or_problem', 'png_header', 'png_damage',
-           'COLOUR_TYPES']
+__all__ = ['decode_panoptic_png', 'decode_panoptic_png_or_problem', 'decode_label_png',
+           'read_label_png', 'png_header', 'png_damage', 'COLOUR_TYPES']
 
 _SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _BYTES_PER_PIXEL = {2: 3, 6: 4}  # colour type (RGB, RGBA) -> bytes per pixel at bit depth 8
@@ -260,3 +274,133 @@ def decode_panoptic_png(data):
         :func:`decode_panoptic_png_or_problem` says which).
     """
     return decode_panoptic_png_or_problem(data)[0]
+
+
+@njit(nogil=True, boundscheck=False)
+def _unfilter_gray(raw, height, row_bytes, bpp, out):  # pragma: no cover (compiled)
+    """Undo the PNG row filters of the inflated ``raw`` into ``out[1:]`` ((height + 1, row_bytes)
+    uint8, row 0 zeros); returns ``height``, or the first row with an unknown filter type.
+
+    One loop per filter type; the bytes ``bpp`` (1 or 2) to the left stay in registers
+    (``far``, ``near``), so the serial Sub/Average/Paeth chains do not go through memory.
+    """
+    for y in range(height):
+        base = y * (row_bytes + 1) + 1
+        kind, up, row = raw[base - 1], out[y], out[y + 1]
+        far = near = upleft_far = upleft_near = np.int32(0)
+        if kind == 0:
+            row[:] = raw[base:base + row_bytes]
+        elif kind == 2:
+            for x in range(row_bytes):
+                row[x] = raw[base + x] + up[x]
+        elif kind in (1, 3, 4):
+            for x in range(row_bytes):
+                a = near if bpp == 1 else far
+                b = np.int32(up[x])
+                if kind == 1:
+                    v = (raw[base + x] + a) & 255
+                elif kind == 3:
+                    v = (raw[base + x] + ((a + b) >> 1)) & 255
+                else:  # Paeth
+                    c = upleft_near if bpp == 1 else upleft_far
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                    v = (raw[base + x] + pred) & 255
+                    upleft_far, upleft_near = upleft_near, b
+                row[x] = v
+                far, near = near, np.int32(v)
+        else:
+            return y
+    return height
+
+
+def _decode_gray(chunks, width, height, depth):
+    """An 8/16-bit non-interlaced grayscale PNG -> ``(array, None)`` or ``(None, problem)``."""
+    try:
+        raw = zlib_ng.decompress(b''.join(payload for kind, payload in chunks if kind == b'IDAT'))
+    except zlib_ng.error as err:
+        return None, 'damaged: its compressed image data is invalid ({})'.format(err)
+    row_bytes = width * depth // 8
+    if len(raw) != height * (row_bytes + 1):
+        return None, 'damaged: {} bytes of image data where {}x{} needs {}'.format(
+            len(raw), width, height, height * (row_bytes + 1))
+    out = np.zeros((height + 1, row_bytes), np.uint8)  # row 0: the zero row above the image
+    rows = _unfilter_gray(np.frombuffer(raw, np.uint8), height, row_bytes, depth // 8, out)
+    if rows != height:
+        return None, 'damaged: unknown filter type {} in row {}'.format(
+            raw[rows * (row_bytes + 1)], rows)
+    if depth == 16:
+        return out[1:].view('>u2').astype(np.uint16), None  # (H, W) big-endian -> native
+    return out[1:], None
+
+
+def decode_label_png(data):
+    """A single-channel PNG's values: ``(array, None)``, or ``(None, problem)``.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+
+    Returns
+    -------
+    tuple
+        ``(H, W)`` uint8 (8-bit grayscale, palette indices) or uint16 (16-bit grayscale) and
+        ``None``; or ``None`` and what is wrong: ``'not a PNG ...'``, ``'truncated: ...'``,
+        ``'damaged: ...'``, or ``'must be a single-channel PNG ...'`` for RGB, grayscale+alpha
+        ... PNGs.
+    """
+    chunks, header, problem = _structure(data)
+    if problem:
+        return None, problem
+    width, height, depth, colour, _, _, interlace = header
+    if not (colour == 0 and depth in (8, 16) or colour == 3):
+        return None, 'must be a single-channel PNG (8/16-bit grayscale or palette), got {}-bit ' \
+                     '{}'.format(depth, COLOUR_TYPES.get(colour, colour))
+    if colour == 0 and not interlace:
+        return _decode_gray(chunks, width, height, depth)
+    if colour == 3:  # palette: the indices are the labels
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return np.asarray(img), None
+        except (OSError, ValueError, SyntaxError) as err:
+            return None, 'damaged: {}'.format(err)
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # interlaced
+    return (arr, None) if arr is not None else (None, 'damaged PNG data')
+
+
+def read_label_png(path, what='label PNG'):
+    """A single-channel label PNG (8/16-bit grayscale, or palette: its indices) as ``(H, W)``.
+
+    The one reader of label PNGs: semantic datasets (:mod:`gluonpan.data.semantic_dataset`) and
+    the file evaluators (:mod:`gluonpan.utils.metrics.semantic_files`).
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    what : str
+        What the file is, for messages (``'ground-truth labelIds PNG'`` ...).
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` uint8, or uint16 for a 16-bit PNG.
+
+    Raises
+    ------
+    MissingFileError, UnreadableFileError, DataError
+        Naming ``path``: missing, empty, not a PNG, damaged, or not single-channel.
+    """
+    from .io import sniff  # io imports this module
+    data = read_bytes(path, what)
+    arr, problem = decode_label_png(data)
+    if arr is not None:
+        return arr
+    kind = sniff(data)
+    if kind != 'PNG':
+        raise DataError('{} {} is not a PNG (looks like {})'.format(
+            what, path, 'unrecognised data' if kind == 'unknown' else kind + ' data'))
+    if problem.startswith('must be'):
+        raise DataError('{} {} {}'.format(what, path, problem))
+    raise DataError('cannot decode {} {}: {}'.format(what, path, problem))

@@ -97,7 +97,7 @@ def mask_loss(F, mask_pred, mask_targets, mask_weights):
     return normalized_sum(F, sigmoid_bce_with_logits(F, mask_pred, mask_targets), mask_weights)
 
 
-def semantic_loss(F, logits, labels, ignore_label=255):
+def semantic_loss(F, logits, labels, ignore_label=255, average='labelled'):
     """Per-pixel softmax cross-entropy of the semantic head.
 
     Parameters
@@ -106,11 +106,21 @@ def semantic_loss(F, logits, labels, ignore_label=255):
     labels : (B, H, W) semantic classes, ``ignore_label`` where void or padding.
     ignore_label : int
         Label excluded from the loss.
+    average : str
+        ``'labelled'``: the sum over labelled pixels divided by their number (detectron2's
+        ``cross_entropy(..., ignore_index)``, Panoptic FPN); ``'all'``: divided by every pixel of
+        the batch, ignored ones included (mmsegmentation's ``CrossEntropyLoss`` with its default
+        ``avg_non_ignore=False``, Semantic FPN's seed).
 
     Returns
     -------
-    (1,) loss_sem_seg, normalised by the number of labelled pixels.
+    (1,) loss_sem_seg.
     """
     log_prob = F.log_softmax(logits, axis=1)
     nll = -F.pick(log_prob, labels, axis=1, mode='clip')  # (B, H, W)
-    return normalized_sum(F, nll, labels != ignore_label)
+    valid = labels != ignore_label
+    if average == 'all':
+        return normalized_sum(F, nll, valid, F.ones_like(labels))
+    if average != 'labelled':
+        raise ValueError("average must be 'labelled' or 'all', got {!r}".format(average))
+    return normalized_sum(F, nll, valid)

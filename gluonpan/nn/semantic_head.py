@@ -87,29 +87,47 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
     """P2..P5 -> per-pixel class logits at the input resolution.
 
     For each level with stride s a tower of max(1, log2(s / 4)) blocks
-    ``[3x3 conv -> GroupNorm -> ReLU -> 2x bilinear upsample]`` brings it to stride 4 (P2's block
-    has no upsampling); the four maps are summed, a 1x1 convolution predicts the classes and a
-    bilinear 4x upsampling (to the size of the input image) gives the logits.  The last upsamplings
-    of the P3, P4 and P5 towers (all from P3's size to P2's) are done once on their sum: the
-    resize is linear, so the result is the same at a third of the cost.
+    ``[3x3 conv -> norm -> ReLU -> 2x bilinear upsample]`` brings it to stride 4 (P2's block
+    has no upsampling); the four maps are summed, an optional channel dropout is applied, a 1x1
+    convolution predicts the classes and a bilinear 4x upsampling (to the size of the input image)
+    gives the logits.  The last upsamplings of the P3, P4 and P5 towers (all from P3's size to
+    P2's) are done once on their sum: the resize is linear, so the result is the same at a third
+    of the cost.
+
+    The defaults are Panoptic FPN's semantic branch (GroupNorm, no dropout); Semantic FPN
+    (mmsegmentation's ``FPNHead``) takes ``norm_layer=nn.BatchNorm`` (or ``SyncBatchNorm``) and
+    ``dropout=0.1``.  Parameter names do not depend on the options: ``towers.{level}.{2k}`` is a
+    convolution, ``towers.{level}.{2k + 1}`` its norm (``gamma``/``beta``, plus the running
+    statistics of a batch norm).
 
     Parameters
     ----------
     num_classes : int
-        Semantic classes (stuff + one "things" class: Cityscapes 12, COCO 54).
+        Semantic classes (stuff + one "things" class: Cityscapes 12, COCO 54; or every class).
     in_channels : int
         Channels of the pyramid levels.
     channels : int
         Channels of the towers (128 in the paper).
     num_groups : int
-        GroupNorm groups.
+        GroupNorm groups (used when ``norm_layer`` is None).
     strides : tuple of int
         Strides of the input levels (4, 8, 16, 32).
+    norm_layer : type, optional
+        Norm of the towers, called as ``norm_layer(in_channels=channels, **norm_kwargs)``, e.g.
+        ``mxnet.gluon.nn.BatchNorm``.  Default: :class:`GroupNorm` with ``num_groups`` groups.
+    norm_kwargs : dict, optional
+        Keyword arguments of ``norm_layer`` (e.g. ``{'num_devices': 8}`` for ``SyncBatchNorm``).
+    dropout : float
+        Rate of the channel dropout (a mask per image and channel, shared over the pixels, as
+        PyTorch's ``Dropout2d``) before the predictor, active in training only; 0 for none.
     """
 
     def __init__(self, num_classes, in_channels=256, channels=128, num_groups=32,
-                 strides=(4, 8, 16, 32), **kwargs):
+                 strides=(4, 8, 16, 32), norm_layer=None, norm_kwargs=None, dropout=0.,
+                 **kwargs):
         super(SemanticFPNHead, self).__init__(**kwargs)
+        if not 0 <= dropout < 1:
+            raise ValueError('dropout must be in [0, 1), got {}'.format(dropout))
         self.num_classes = num_classes
         self.strides = tuple(strides)
         self._num_upsamples = [int(round(math.log2(s / strides[0]))) for s in strides]
@@ -125,8 +143,11 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
                     tower.add(nn.Conv2D(channels, 3, padding=1, use_bias=False,
                                         in_channels=in_channels if k == 0 else channels,
                                         weight_initializer=init),
-                              GroupNorm(channels, num_groups))
+                              GroupNorm(channels, num_groups) if norm_layer is None else
+                              norm_layer(in_channels=channels, **dict(norm_kwargs or {})))
                 self.towers.add(tower)
+            # channel dropout: one mask per (image, channel), shared over the pixels (axes 2, 3)
+            self.dropout = nn.Dropout(dropout, axes=(2, 3)) if dropout else None
             self.predictor = conv_class_predictor(num_classes, channels)
 
     # pylint: disable=arguments-differ
@@ -158,4 +179,6 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
             else:  # every tower but P2's ends with an upsampling from the size of P3 to P2's:
                 coarser = x if coarser is None else coarser + x  # it is linear, so do it once
         out = finest + _upsample_like(F, coarser, p2, 2)
+        if self.dropout is not None:
+            out = self.dropout(out)
         return _upsample_like(F, self.predictor(out), image, self.strides[0])

@@ -19,10 +19,11 @@ from .metrics import PanopticQuality, format_results
 from .panoptic_writer import PanopticWriter, imwrite_rgb
 from .visualize import panoptic_overlay
 
-__all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset', 'model_name',
+__all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset',
+           'dataset_root', 'ensure_synthetic', 'generate_synthetic', 'model_name',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
            'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
-           'check_pretrained', 'recorded_model_kwargs']
+           'check_pretrained', 'recorded_model_kwargs', 'json_kwargs', 'parse_numbers']
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,23 @@ def apply_config(parser, argv):
                            else v for k, v in defaults.items()})
 
 
+def parse_numbers(parser, flag, text, sep, kind, count=None):
+    """``'512x1024'`` -> ``(512, 1024)``; a bad value is a usage error naming the flag."""
+    try:
+        values = tuple(kind(v) for v in str(text).lower().split(sep))
+    except ValueError:
+        values = ()
+    if not values or (count and len(values) != count):
+        parser.error('{} expects {} {}-separated numbers, got {!r}'.format(
+            flag, count or 'some', sep, text))
+    return values
+
+
 def parse_model_kwargs(parser, text, model, flag='--model-kwargs'):
     """``--model-kwargs`` JSON -> dict, checked against the options of zoo model ``model``."""
     from ..model_zoo import model_options
     try:
-        kwargs = _model_kwargs(text, flag)
+        kwargs = json_kwargs(text, flag)
     except UsageError as err:
         parser.error(str(err))
     try:
@@ -98,15 +111,18 @@ def parse_model_kwargs(parser, text, model, flag='--model-kwargs'):
     return kwargs
 
 
-def add_dataset_args(parser):
-    """``--dataset``, ``--dataset-root`` and the synthetic-dataset size options."""
-    parser.add_argument('--dataset', choices=sorted(DATASETS), default=None,
-                        help='citys (default), coco, or the built-in synthetic Cityscapes / COCO '
-                             '(synthetic, synthetic_coco: generated if absent); eval takes the '
-                             'training run\'s by default')
+def add_dataset_args(parser, datasets=None):
+    """``--dataset`` (a key of ``datasets``, default :data:`DATASETS`), ``--dataset-root`` and the
+    synthetic-dataset size options."""
+    datasets = datasets or DATASETS
+    parser.add_argument('--dataset', choices=sorted(datasets), default=None,
+                        help='{} (synthetic*: the built-in synthetic sets, generated if absent); '
+                             'default citys; eval takes the training run\'s'.format(
+                                 ', '.join(sorted(datasets))))
     parser.add_argument('--dataset-root', default=None,
-                        help='dataset root (default: ~/.mxnet/datasets/citys, ~/.mxnet/datasets/coco, '
-                             'data/synthetic_citys, data/synthetic_coco)')
+                        help='dataset root (default: {})'.format(', '.join(
+                            '{} for {}'.format(root, name) for name, (_, root)
+                            in sorted(datasets.items()))))
     parser.add_argument('--synthetic-size', default=None,
                         help='HxW of synthetic images (default 256x512)')
     parser.add_argument('--synthetic-train', type=int, default=None,
@@ -120,34 +136,69 @@ SYNTHETIC_DEFAULTS = {'synthetic_size': '256x512', 'synthetic_train': 64, 'synth
 
 
 def get_dataset(args, split, transform=None):
-    """The dataset named by the flags.
-
-    The synthetic dataset is generated when absent, or (re)generated when ``--synthetic-*`` flags
-    ask for other parameters than it was made with; without such flags an existing one is used as
-    it is (so evaluating never rewrites the data a model was trained on).
-    """
-    root = os.path.expanduser(args.dataset_root or DATASETS[args.dataset][1])
-    if args.dataset not in SYNTHETIC and not os.path.isdir(root):
-        raise UsageError('--dataset-root {} does not exist (the {} dataset{})'.format(
-            root, args.dataset, ' root by default' if not args.dataset_root else ''))
-    coco = is_coco_format(args.dataset)
+    """The dataset named by the flags; a synthetic one is made first if need be
+    (:func:`ensure_synthetic`)."""
+    root = dataset_root(args)
     if args.dataset in SYNTHETIC:
-        given = {k: getattr(args, k, None) for k in SYNTHETIC_DEFAULTS}
-        made = os.path.isfile(os.path.join(root, 'annotations', 'panoptic_{}2017.json'.format(split))
-                              if coco else os.path.join(root, 'gtFine',
-                                                        'cityscapes_panoptic_{}.json'.format(split)))
-        if not made or any(v is not None for v in given.values()):
-            opts = {k: v if v is not None else SYNTHETIC_DEFAULTS[k] for k, v in given.items()}
-            height, width = _synthetic_size(opts['synthetic_size'])
-            for key in ('synthetic_train', 'synthetic_val'):
-                if opts[key] < 1:
-                    raise UsageError('{} must be >= 1, got {}'.format(flag_name(key), opts[key]))
-            SYNTHETIC[args.dataset](root, splits=(('train', opts['synthetic_train']),
-                                                  ('val', opts['synthetic_val'])),
-                                    height=height, width=width)
-    if coco:
+        ensure_synthetic(args, root, split)
+    if is_coco_format(args.dataset):
         return COCOPanoptic(root, split, transform=transform)
     return CityscapesPanoptic(root, split, transform=transform)
+
+
+def ensure_synthetic(args, root, split):
+    """Make the synthetic dataset ``--dataset`` (a key of :data:`SYNTHETIC`) in ``root`` if need
+    be (:func:`generate_synthetic`); ``split`` is the split about to be read."""
+    if is_coco_format(args.dataset):
+        made = os.path.join(root, 'annotations', 'panoptic_{}2017.json'.format(split))
+    else:
+        made = os.path.join(root, 'gtFine', 'cityscapes_panoptic_{}.json'.format(split))
+    generate_synthetic(args, root, SYNTHETIC[args.dataset], os.path.isfile(made))
+
+
+def dataset_root(args, datasets=None, synthetic=None):
+    """``--dataset-root``, else the default root of ``--dataset`` in ``datasets`` (default
+    :data:`DATASETS`); a usage error when it is missing and not one of the ``synthetic`` sets
+    (default :data:`SYNTHETIC`), which are generated there."""
+    datasets = datasets or DATASETS
+    synthetic = SYNTHETIC if synthetic is None else synthetic
+    root = os.path.expanduser(args.dataset_root or datasets[args.dataset][1])
+    if args.dataset not in synthetic and not os.path.isdir(root):
+        raise UsageError('--dataset-root {} does not exist (the {} dataset{})'.format(
+            root, args.dataset, ' root by default' if not args.dataset_root else ''))
+    return root
+
+
+def generate_synthetic(args, root, generate, made, splits=('train', 'val')):
+    """Generate a synthetic dataset in ``root`` when it is not ``made`` yet, or (re)generate it
+    when ``--synthetic-*`` flags are given (the generator's stamp then decides whether they ask
+    for other parameters than it was made with); without such flags an existing dataset is used
+    as it is, so evaluating never rewrites the data a model was trained on.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With the ``--synthetic-size/-train/-val`` values (``None`` when not given).
+    root : str
+        The dataset root.
+    generate : callable
+        ``generate(root, splits=((train split, n), (val split, m)), height=, width=)``, e.g.
+        :func:`~gluonpan.data.synthetic.ensure_cityscapes`.
+    made : bool
+        Whether the split asked for is there already.
+    splits : tuple of str
+        The generator's names of the train and val splits (ADE20K: training, validation).
+    """
+    given = {k: getattr(args, k, None) for k in SYNTHETIC_DEFAULTS}
+    if made and all(v is None for v in given.values()):
+        return
+    opts = {k: v if v is not None else SYNTHETIC_DEFAULTS[k] for k, v in given.items()}
+    height, width = _synthetic_size(opts['synthetic_size'])
+    for key in ('synthetic_train', 'synthetic_val'):
+        if opts[key] < 1:
+            raise UsageError('{} must be >= 1, got {}'.format(flag_name(key), opts[key]))
+    counts = (opts['synthetic_train'], opts['synthetic_val'])
+    generate(root, splits=tuple(zip(splits, counts)), height=height, width=width)
 
 
 def _synthetic_size(text):
@@ -269,19 +320,31 @@ def add_model_args(parser):
                              'its args.json (its recipe and conventions)')
 
 
-def check_pretrained(parser, args):
-    """``parser.error`` unless ``--pretrained`` is a file or a zoo name, and ``--model-kwargs``
-    (when given) a JSON object."""
+def check_pretrained(parser, args, task=None):
+    """``parser.error`` unless ``--pretrained`` is a file or a zoo name of ``task``'s architecture
+    (a :mod:`~gluonpan.tasks` object; default Panoptic FPN's), and ``--model-kwargs`` (when
+    given) a JSON object."""
     from ..model_zoo import get_model_list
     if not os.path.isfile(args.pretrained) and args.pretrained not in get_model_list():
         parser.error('--pretrained {}: no such .params file{}'.format(
             args.pretrained, ' (it is a folder)' if os.path.isdir(args.pretrained) else
             ' nor model-zoo name'))
+    if not os.path.isfile(args.pretrained):
+        try:
+            _task(task).check_model_name(args.pretrained)
+        except UsageError as err:
+            parser.error('--pretrained {}'.format(err))
     if args.model_kwargs is not None:
         try:
-            _model_kwargs(args.model_kwargs, '--model-kwargs')
+            json_kwargs(args.model_kwargs, '--model-kwargs')
         except UsageError as err:
             parser.error(str(err))
+
+
+def _task(task):
+    """``task``, or Panoptic FPN's task object (the default of the panoptic scripts)."""
+    from ..tasks import get_task
+    return task if task is not None else get_task('panoptic_fpn')
 
 
 def run_args(pretrained):
@@ -299,34 +362,52 @@ def run_args(pretrained):
     return saved
 
 
-def load_model(args, ctx, saved=None, categories=None):
+def load_model(args, ctx, saved=None, categories=None, task=None):
     """The network named by ``--pretrained`` (zoo name or .params) with its weights, on ``ctx``.
 
-    ``saved`` is the training run's (or a converter's) :func:`run_args`: its ``network``,
-    ``anchor_sizes`` and ``categories`` are used where the command line does not set them, and
-    its ``model_kwargs`` (which hold the conventions the weights were made with) are updated with
-    ``--model-kwargs``.  ``categories`` (a ``PanopticCategories``, a panoptic JSON path or its
-    categories list) is required for COCO-format models, whose category ids come from the
-    dataset; default: the run's.
+    ``task`` (a :mod:`~gluonpan.tasks` object, default Panoptic FPN's) is the architecture the
+    model must belong to.  ``saved`` is the training run's (or a converter's) :func:`run_args`:
+    its ``model`` (else ``network`` with ``--dataset``) names the zoo model, its recorded
+    ``model_kwargs`` (:meth:`~gluonpan.tasks.base.Task.recorded_kwargs`: the conventions the
+    weights were made with) are updated with ``--model-kwargs``, and the task adds what the
+    builder needs besides (:meth:`~gluonpan.tasks.base.Task.load_kwargs`: Panoptic FPN's anchor
+    sizes and categories).  ``categories`` (a ``PanopticCategories``, a panoptic JSON path or its
+    categories list) is required for COCO-format panoptic models, whose category ids come from
+    the dataset; default: the run's.
+
+    Raises
+    ------
+    UsageError
+        ``--pretrained`` is neither a file nor a zoo name, or names (or its run record names) a
+        model of another architecture.
     """
     from ..model_zoo import get_model, get_model_list
-    from ..nn.anchors import FPNAnchors
+    task = _task(task)
     saved = saved or {}
-    categories = categories if categories is not None else saved.get('categories')
-    coco = {'categories': categories} if categories is not None else {}
+    wanted = json_kwargs(args.model_kwargs, '--model-kwargs')
+    extra = task.load_kwargs(saved, categories)
     if args.pretrained in get_model_list():
-        return get_model(args.pretrained, pretrained=True, ctx=ctx,
-                         **dict(_model_kwargs(args.model_kwargs, '--model-kwargs'), **coco))
+        task.check_model_name(args.pretrained)
+        return get_model(args.pretrained, pretrained=True, ctx=ctx, **dict(wanted, **extra))
     if not os.path.isfile(args.pretrained):
         raise UsageError('--pretrained {!r} is neither a file nor a model-zoo name ({})'
                          .format(args.pretrained, ', '.join(get_model_list())))
-    network = saved.get('network', args.network)
-    kwargs = recorded_model_kwargs(saved)
-    kwargs.update(_model_kwargs(args.model_kwargs, '--model-kwargs'))
-    if saved.get('anchor_sizes'):
-        kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in saved['anchor_sizes'].split(',')))
-    return get_model(model_name(network, args.dataset), pretrained=args.pretrained, ctx=ctx,
-                     **dict(kwargs, **coco))
+    name = saved.get('model')
+    if not name:
+        dataset = saved.get('dataset') or args.dataset
+        if dataset not in task.datasets:
+            raise UsageError('--pretrained {}: its training run was on --dataset {}, not a {} '
+                             'dataset ({})'.format(args.pretrained, dataset, task.title,
+                                                   ', '.join(sorted(task.datasets))))
+        name = task.model_name(saved.get('network', args.network), dataset)
+    try:
+        task.check_model_name(name)
+    except UsageError as err:
+        raise UsageError('--pretrained {} (model {} in the args.json beside it): {}'.format(
+            args.pretrained, name, err)) from None
+    kwargs = task.recorded_kwargs(saved)
+    kwargs.update(wanted)
+    return get_model(name, pretrained=args.pretrained, ctx=ctx, **dict(kwargs, **extra))
 
 
 def recorded_model_kwargs(saved):
@@ -334,14 +415,15 @@ def recorded_model_kwargs(saved):
     conventions it was made with: a record from before conventions were recorded names no
     preset and ran with the legacy one (see
     :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
-    kwargs = _model_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
+    kwargs = json_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
     if saved:
         kwargs.update(recorded_conventions(kwargs))
     return kwargs
 
 
-def _model_kwargs(text, where):
-    """A JSON object of model options (``None`` -> ``{}``); a usage error naming ``where``."""
+def json_kwargs(text, where):
+    """A JSON object of model options (``None`` -> ``{}``, a dict as it is); a usage error
+    naming ``where``."""
     try:
         kwargs = json.loads(text) if isinstance(text, str) else (text or {})
     except ValueError as err:

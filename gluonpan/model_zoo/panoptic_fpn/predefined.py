@@ -2,48 +2,18 @@
 import os
 
 import mxnet as mx
-from mxnet.gluon import nn
-from gluoncv.model_zoo.resnetv1b import resnet18_v1b, resnet50_v1b, resnet101_v1b
 
 from ...data.categories import PanopticCategories, cityscapes_categories, coco_categories_from_json
-from ...nn.backbone import ResNetV1bFeatures, stride_in_1x1
-from ..model_store import get_backbone_file, get_model_file
-from ...errors import DataError, MissingFileError, UsageError
-from ..model_zoo import keyword_names, load_parameters, register_model
+from ...errors import DataError, UsageError
+from ..builder import get_zoo_model, resnet_v1b_backbone
+from ..model_zoo import keyword_names, register_model
 from .panoptic_fpn import build_panoptic_fpn
 
 __all__ = ['get_panoptic_fpn', 'resnet_v1b_backbone']
 
-_RESNETS = {'resnet18_v1b': resnet18_v1b, 'resnet50_v1b': resnet50_v1b,
-            'resnet101_v1b': resnet101_v1b, 'resnet50_msra': resnet50_v1b,
-            'resnet101_msra': resnet101_v1b}
-#: ResNetV1b layers with the stride in the 1x1 conv (detectron2's STRIDE_IN_1X1, MSRA weights)
-_MSRA = ('resnet50_msra', 'resnet101_msra')
 #: COCO panoptic's 133 categories (id, name, isthing, color), the default of converted models
 COCO_CATEGORIES_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'data', 'coco_panoptic_categories.json')
-
-
-def resnet_v1b_backbone(name, norm_layer=None, norm_kwargs=None):
-    """C2..C5 of a gluoncv ResNetV1b; frozen batch norm unless ``norm_layer`` is given.
-
-    Parameters
-    ----------
-    name : str
-        ``'resnet18_v1b'``, ``'resnet50_v1b'``, ``'resnet101_v1b'``, or ``'resnet50_msra'`` /
-        ``'resnet101_msra'`` (the same layers with the stride in the 1x1 conv, see
-        :func:`gluonpan.nn.stride_in_1x1`).
-    norm_layer : type, optional
-        Normalisation layer, e.g. ``mxnet.gluon.contrib.nn.SyncBatchNorm`` (trainable).  Default:
-        ``BatchNorm`` with ``use_global_stats=True`` (frozen statistics, the detection default).
-    norm_kwargs : dict, optional
-        Keyword arguments of ``norm_layer`` (e.g. ``{'num_devices': 8}``).
-    """
-    resnet = _RESNETS[name](pretrained=False, dilated=False,
-                            norm_layer=norm_layer or nn.BatchNorm,
-                            norm_kwargs=dict(norm_kwargs or {}),
-                            use_global_stats=norm_layer is None)
-    return ResNetV1bFeatures(stride_in_1x1(resnet) if name in _MSRA else resnet)
 
 
 def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_base=False,
@@ -53,31 +23,13 @@ def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_ba
     Every parameter is first initialised with its layer's own initializer (plain
     ``initialize()``), the backbone's deferred shapes are materialised by one 32x32 forward, then
     ``pretrained`` weights (whole network) or ``pretrained_base`` weights (ImageNet backbone) are
-    loaded over them.  See :func:`gluonpan.model_zoo.get_model` for the arguments; ``kwargs`` go to
+    loaded over them (:func:`gluonpan.model_zoo.builder.get_zoo_model`).  See
+    :func:`gluonpan.model_zoo.get_model` for the arguments; ``kwargs`` go to
     :func:`build_panoptic_fpn`.
     """
-    if isinstance(pretrained, str) and not os.path.isfile(pretrained):
-        raise MissingFileError('pretrained={!r}: no such .params file'.format(pretrained))
-    net = build_panoptic_fpn(resnet_v1b_backbone(backbone, norm_layer, norm_kwargs), categories,
-                             **kwargs)
-    net.initialize(ctx=ctx)
-    first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
-    net.backbone(mx.nd.zeros((1, 3, 32, 32), ctx=first))  # deferred shapes, on every context
-    if pretrained:
-        path = pretrained if isinstance(pretrained, str) else get_model_file(name, root)
-        load_parameters(net, path, ctx, name)
-    elif isinstance(pretrained_base, str):  # a converted backbone (python -m gluonpan.convert)
-        if not os.path.isfile(pretrained_base):
-            raise MissingFileError('pretrained_base={!r}: no such .params file'
-                                   .format(pretrained_base))
-        load_parameters(net.backbone, pretrained_base, ctx, 'the {} backbone'.format(backbone))
-    elif pretrained_base and backbone in _MSRA:
-        raise UsageError('pretrained_base: no ImageNet {} weights in the store; start from '
-                         'converted weights (pretrained=FILE)'.format(backbone))
-    elif pretrained_base:
-        load_parameters(net.backbone, get_backbone_file(backbone, root), ctx,
-                        'the {} backbone'.format(backbone), ignore_extra=True)
-    return net
+    return get_zoo_model(name, backbone,
+                         lambda features: build_panoptic_fpn(features, categories, **kwargs),
+                         pretrained, pretrained_base, ctx, root, norm_layer, norm_kwargs)
 
 
 #: recipe options of every Panoptic FPN builder (what get_model checks ``**kwargs`` against)

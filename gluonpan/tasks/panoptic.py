@@ -1,0 +1,136 @@
+"""The panoptic task: Cityscapes / COCO panoptic data, PQ, panoptic PNG + JSON predictions."""
+import json
+import os
+
+from ..data import PanopticTrainTransform, PanopticValTransform
+from ..nn.anchors import FPNAnchors
+from ..utils.cli import (DATASETS, add_fusion_args, evaluate_panoptic, fusion_kwargs, get_dataset,
+                         is_coco_format, parse_numbers, recorded_model_kwargs)
+from ..data.categories import id2rgb
+from ..data.io import read_image
+from ..utils.checkpoint import atomic_write_json
+from ..utils.panoptic_writer import imwrite_rgb, json_value
+from ..utils.visualize import panoptic_overlay
+from .base import Task
+
+__all__ = ['PanopticTask']
+
+
+class PanopticTask(Task):
+    """Panoptic models (Panoptic FPN): things and stuff, scored with PQ.
+
+    Train flags: ``--anchor-sizes`` and the fusion thresholds used by the validations (recorded
+    with the run, so eval and demo use them too).  Runs record the model's conventions
+    (``net.conventions``) and, for COCO-format data, the categories; a loaded model gets them
+    back with the run's anchor sizes (:meth:`recorded_kwargs`, :meth:`load_kwargs`).
+    """
+
+    datasets = DATASETS
+    #: parameters gluoncv's and detectron2's recipes keep fixed on an ImageNet backbone
+    frozen_with_pretrained_base = r'resnetv1b_(conv0_|layers1_|down1_|.*batchnorm).*'
+    history_keys = ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st', 'mIoU')
+
+    def add_train_args(self, parser):
+        parser.add_argument('--anchor-sizes', default='32,64,128,256,512',
+                            help='anchor size on P2..P6')
+        add_fusion_args(parser)
+
+    def check_train_args(self, parser, args):
+        args.anchors = parse_numbers(parser, '--anchor-sizes', args.anchor_sizes, ',', int, 5)
+
+    def add_eval_args(self, parser):
+        add_fusion_args(parser)
+
+    def model_kwargs(self, args, categories, per_device):
+        kwargs = {'anchors': FPNAnchors(sizes=args.anchors), 'per_device_batch_size': per_device}
+        if is_coco_format(args.dataset):
+            kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
+        return kwargs
+
+    def kept_options(self, recorded):
+        """The conventions the run was made with (gluoncv's for runs recorded before they were;
+        see :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
+        from ..model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES
+        kwargs = recorded_model_kwargs(recorded)
+        return {k: v for k, v in kwargs.items() if k in CONVENTION_NAMES or k == 'preset'}
+
+    def recorded_kwargs(self, saved):
+        """The recorded ``model_kwargs`` with the conventions the run was made with."""
+        return recorded_model_kwargs(saved)
+
+    def load_kwargs(self, saved, categories=None):
+        """The run's anchor sizes, and the categories (given, else the run's) of a COCO-format
+        model."""
+        kwargs = {}
+        if saved.get('anchor_sizes'):
+            kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in
+                                                       saved['anchor_sizes'].split(',')))
+        categories = categories if categories is not None else saved.get('categories')
+        if categories is not None:
+            kwargs['categories'] = categories
+        return kwargs
+
+    def model_categories(self, args, dataset):
+        return dataset.categories if is_coco_format(args.dataset) else None
+
+    def record(self, args, net):
+        kwargs = json.loads(args.model_kwargs)
+        out = {'model_kwargs': json.dumps(dict(net.conventions, **kwargs), sort_keys=True)}
+        if is_coco_format(args.dataset):
+            out['categories'] = net.categories.to_json()
+        return out
+
+    def get_dataset(self, args, split, transform=None):
+        return get_dataset(args, split, transform)
+
+    def train_transform(self, args, net, dataset):
+        return PanopticTrainTransform(dataset.categories, net.anchors, args.crop, args.scales,
+                                      rpn_target_style=net.conventions['rpn_target_style'])
+
+    def val_transform(self):
+        return PanopticValTransform()
+
+    def evaluate(self, net, dataset, ctx, args, out_dir=None, overlays=0, num_workers=0,
+                 saved=None):
+        return evaluate_panoptic(net, dataset, ctx, out_dir=out_dir, overlays=overlays,
+                                 num_workers=num_workers, **fusion_kwargs(args, saved))
+
+    def add_demo_args(self, parser):
+        parser.add_argument('--categories-json', default=None,
+                            help='COCO-format models: a panoptic JSON of the dataset (its category '
+                                 "ids); default: the categories in the training run's args.json")
+        self.add_eval_args(parser)
+
+    def check_demo_args(self, parser, args):
+        self.check_eval_args(parser, args)
+        if args.categories_json is not None and not os.path.isfile(args.categories_json):
+            parser.error('--categories-json {}: no such file'.format(args.categories_json))
+
+    def demo_categories(self, args):
+        return args.categories_json
+
+    def demo_image(self, net, path, out_dir, args, saved):
+        """Panoptic PNG (ids as RGB) + JSON of ``segments_info`` + overlay."""
+        from .. import predict
+        image = read_image(path, allow_gray=True)
+        pan_ids, segments = predict(net, image, **fusion_kwargs(args, saved))
+        stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+        imwrite_rgb(stem + '_panoptic.png', id2rgb(pan_ids))
+        atomic_write_json(stem + '_panoptic.json', {
+            'file_name': os.path.basename(path),
+            'segments_info': [{k: json_value(k, v) for k, v in s.items()} for s in segments]})
+        imwrite_rgb(stem + '_overlay.png', panoptic_overlay(image, pan_ids, segments,
+                                                            net.categories))
+        names = [net.categories.by_id[s['category_id']]['name'] for s in segments if s['isthing']]
+        return stem, '{} segments ({} instances: {})'.format(len(segments), len(names),
+                                                             ', '.join(names) or 'none')
+
+    def history(self, results):
+        return {'PQ': results['All']['pq'], 'SQ': results['All']['sq'],
+                'RQ': results['All']['rq'], 'PQ_th': results['Things']['pq'],
+                'PQ_st': results['Stuff']['pq'], 'mIoU': results['mIoU']}
+
+    def summary(self, results):
+        return 'PQ {:.1f} (things {:.1f}, stuff {:.1f}), mIoU {:.1f}'.format(
+            100 * results['All']['pq'], 100 * results['Things']['pq'],
+            100 * results['Stuff']['pq'], 100 * results['mIoU'])
