@@ -84,21 +84,6 @@ def _base_factor(base_scale, height, width):
                min(base_scale) / float(min(height, width)))
 
 
-class _EngineSamples(object):
-    """A val loader whose samples also carry their ground truth under the names
-    :func:`gluonpan.utils.engine.evaluate` reads (``pan_ids``, ``segments_info``)."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        for batch in self.loader:
-            yield [dict(s, pan_ids=s['sem_seg'], segments_info=None) for s in batch]
-
-
 class _EngineMetric(object):
     """:class:`SemanticMetric` behind the engine's ``update(gt, gt_info, pred, pred_info,
     image_id)``; a bad value names the image."""
@@ -292,7 +277,8 @@ class SemanticTask(Task):
 
         loader = DataLoader(dataset, batch_size=1, batchify_fn=val_batchify,
                             num_workers=num_workers)
-        evaluate(net, _EngineSamples(loader), ctx, _EngineMetric(metric), predict, output)
+        evaluate(net, loader, ctx, _EngineMetric(metric), predict, output,
+                 gt_keys=('sem_seg', None))
         results = metric.results()
         if lut is not None:
             mapped = [dataset.class_names[k] for k in lut]

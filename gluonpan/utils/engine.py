@@ -174,6 +174,10 @@ def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_b
     ckpt_interval : int, default 0
     progress : bool, optional
         tqdm progress bar; default: only on a terminal.
+    gt_keys : tuple of str
+        The sample keys of the ground-truth map ((H, W)) and of its segment list (``None``: the
+        metric gets ``None``): panoptic ``('pan_ids', 'segments_info')``, semantic
+        ``('sem_seg', None)``.
 
     Returns
     -------
@@ -275,8 +279,9 @@ def _to_numpy(value):
     return value.asnumpy() if isinstance(value, mx.nd.NDArray) else np.asarray(value)
 
 
-def evaluate(net, loader, ctx, metric, predict_fn, output_fn=None, progress=None):
-    """Run inference over a validation loader and accumulate a panoptic metric.
+def evaluate(net, loader, ctx, metric, predict_fn, output_fn=None, progress=None,
+             gt_keys=('pan_ids', 'segments_info')):
+    """Run inference over a validation loader and accumulate a metric (PQ, mIoU).
 
     Parameters
     ----------
@@ -284,8 +289,8 @@ def evaluate(net, loader, ctx, metric, predict_fn, output_fn=None, progress=None
         The network (hybridize it for inference before calling, if wanted).
     loader : iterable
         Yields one sample dict or a list of sample dicts (one per context).  A sample holds
-        ``data`` ((3, H, W) or (1, 3, H, W)), ``pan_ids`` ((H, W)), ``segments_info`` and
-        ``image_id``; other keys are passed through to ``output_fn``.
+        ``data`` ((3, H, W) or (1, 3, H, W)), its ground truth (``gt_keys``) and ``image_id``;
+        other keys are passed through to ``output_fn``.
     ctx : mxnet.Context or list of mxnet.Context
         Samples go to the contexts in turn.
     metric : object
@@ -298,6 +303,10 @@ def evaluate(net, loader, ctx, metric, predict_fn, output_fn=None, progress=None
         ``output_fn(sample, pan_ids, segments_info)``, e.g. to write a panoptic PNG + JSON.
     progress : bool, optional
         tqdm progress bar; default: only on a terminal.
+    gt_keys : tuple of str
+        The sample keys of the ground-truth map ((H, W)) and of its segment list (``None``: the
+        metric gets ``None``): panoptic ``('pan_ids', 'segments_info')``, semantic
+        ``('sem_seg', None)``.
 
     Returns
     -------
@@ -318,13 +327,15 @@ def evaluate(net, loader, ctx, metric, predict_fn, output_fn=None, progress=None
                 data = mx.nd.array(data, ctx=target, dtype='float32')  # one copy, to its context
             if data.ndim == 3:
                 data = data.expand_dims(0)  # (1, 3, H, W)
-            gt = _to_numpy(sample['pan_ids'])
+            gt = _to_numpy(sample[gt_keys[0]])
             if data.ndim != 4 or data.shape[:2] != (1, 3) or gt.shape != data.shape[2:]:
-                raise ValueError('image {}: expected data (3, H, W) and pan_ids (H, W), got {} '
-                                 'and {}'.format(image_id, sample['data'].shape, gt.shape))
+                raise ValueError('image {}: expected data (3, H, W) and {} (H, W), got {} '
+                                 'and {}'.format(image_id, gt_keys[0], sample['data'].shape,
+                                                 gt.shape))
             data = data.as_in_context(target)
             pan_ids, segments_info = predict_fn(net, data)
-            metric.update(gt, sample['segments_info'], pan_ids, segments_info, image_id=image_id)
+            gt_info = sample[gt_keys[1]] if gt_keys[1] else None
+            metric.update(gt, gt_info, pan_ids, segments_info, image_id=image_id)
             if output_fn is not None:
                 output_fn(sample, pan_ids, segments_info)
             count += 1
