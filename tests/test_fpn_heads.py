@@ -254,11 +254,18 @@ def test_rpn_min_size_strict_drops_proposals_without_area(strict):
     # (1, 4, 5): logit, box; a box clipped to a line at the right edge, a point, a normal box
     proposals = mx.nd.array([[[3, 160, 0, 160, 10], [2, 5, 5, 5, 5], [1, 0, 0, 10, 10],
                               [0, 4, 4, 6, 6]]])
-    top = rpn._level_top(mx.nd, 2, proposals, 3).asnumpy()[0]  # (4, 6) level, prob, box
+    top = rpn._level_top(mx.nd, 2, proposals, 3).asnumpy()[0]  # (3, 6) level, prob, box
+    assert top.shape == (3, 6)  # the level keeps its top 3 rows only (the 4th box is not there)
     np.testing.assert_array_equal(top[:, 0], 2)
     kept = top[:, 1] >= 0
-    np.testing.assert_array_equal(kept, [not strict, not strict, True, False])  # top 3 only
+    np.testing.assert_array_equal(kept, [not strict, not strict, True])
     np.testing.assert_allclose(top[2, 1], 1 / (1 + np.exp(-1.)), rtol=1e-6)
+    # a level with fewer anchors than pre_nms: its rows, best first, then -1 padding rows
+    more = rpn._level_top(mx.nd, 4, proposals, 6).asnumpy()[0]  # (6, 6)
+    assert more.shape == (6, 6) and (more[:, 0] == 4).all()
+    np.testing.assert_array_equal(more[:, 1] >= 0, [not strict, not strict, True, True, False,
+                                                    False])
+    np.testing.assert_array_equal(more[4:, 2:], -1)
 
 
 def test_anchor_styles():

@@ -205,9 +205,19 @@ class FPNRPN(nn.HybridBlock):
         those with a side ``< min_size`` (``<=`` if ``min_size_strict``) and the padding rows
         marked -1.
         """
-        # a sort and top-k without suppression (IoU never exceeds 1); rows beyond top-k are -1
-        top = F.contrib.box_nms(proposals, overlap_thresh=1., valid_thresh=-1e30, topk=pre_nms,
-                                coord_start=1, score_index=0, id_index=-1, force_suppress=True)
+        # pre_nms padding rows (score -3e38, below valid_thresh: invalid) so that every level has
+        # at least pre_nms rows to keep
+        ones = F.repeat(F.ones_like(F.slice_axis(proposals, axis=1, begin=0, end=1)),
+                        repeats=pre_nms, axis=1)  # (B, pre_nms, 5)
+        pad = F.concat(F.slice_axis(ones, axis=-1, begin=0, end=1) * -3e38,
+                       F.slice_axis(ones, axis=-1, begin=1, end=5) * -1., dim=-1)
+        # a sort and top-k without suppression (IoU never exceeds 1): the pre_nms best come
+        # first, in order, then -1 rows; only those pre_nms rows are kept (an NMS over all the
+        # anchors of the image costs minutes at 1024x2048)
+        top = F.contrib.box_nms(F.concat(proposals, pad, dim=1), overlap_thresh=1.,
+                                valid_thresh=-1e30, topk=pre_nms, coord_start=1, score_index=0,
+                                id_index=-1, force_suppress=True)
+        top = F.slice_axis(top, axis=1, begin=0, end=pre_nms)  # (B, pre_nms, 5)
         logit = F.slice_axis(top, axis=-1, begin=0, end=1)  # (B, N_l, 1)
         boxes = F.slice_axis(top, axis=-1, begin=1, end=5)  # (B, N_l, 4)
         x1, y1, x2, y2 = F.split(boxes, axis=-1, num_outputs=4)  # each (B, N_l, 1)
