@@ -5,7 +5,7 @@ import os
 from ..data import PanopticTrainTransform, PanopticValTransform
 from ..nn.anchors import FPNAnchors
 from ..utils.cli import (DATASETS, add_fusion_args, evaluate_panoptic, fusion_kwargs, get_dataset,
-                         is_coco_format, parse_numbers, recorded_model_kwargs)
+                         is_coco_format, parse_numbers)
 from ..data.categories import id2rgb
 from ..data.io import read_image
 from ..utils.checkpoint import atomic_write_json
@@ -48,15 +48,20 @@ class PanopticTask(Task):
         return kwargs
 
     def kept_options(self, recorded):
-        """The conventions the run was made with (gluoncv's for runs recorded before they were;
-        see :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
+        """The conventions the run was made with (:meth:`recorded_kwargs`)."""
         from ..model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES
-        kwargs = recorded_model_kwargs(recorded)
-        return {k: v for k, v in kwargs.items() if k in CONVENTION_NAMES or k == 'preset'}
+        return {k: v for k, v in self.recorded_kwargs(recorded).items()
+                if k in CONVENTION_NAMES or k == 'preset'}
 
     def recorded_kwargs(self, saved):
-        """The recorded ``model_kwargs`` with the conventions the run was made with."""
-        return recorded_model_kwargs(saved)
+        """The recorded ``model_kwargs`` with the conventions the run was made with: a record
+        from before conventions were recorded names no preset and ran with the legacy one (see
+        :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
+        from ..model_zoo.panoptic_fpn.conventions import recorded_conventions
+        kwargs = super(PanopticTask, self).recorded_kwargs(saved)
+        if saved:
+            kwargs.update(recorded_conventions(kwargs))
+        return kwargs
 
     def load_kwargs(self, saved, categories=None):
         """The run's anchor sizes, and the categories (given, else the run's) of a COCO-format

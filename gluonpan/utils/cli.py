@@ -12,7 +12,6 @@ from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
 from ..data.synthetic import ensure_cityscapes, ensure_coco_panoptic
 from ..errors import DataError, UsageError, check_minimums, flag_name, read_json
 from ..model_zoo.panoptic_fpn import predict_panoptic
-from ..model_zoo.panoptic_fpn.conventions import recorded_conventions
 from .checkpoint import atomic_write_json
 from .engine import evaluate
 from .metrics import PanopticQuality, format_results
@@ -23,7 +22,7 @@ __all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_d
            'dataset_root', 'ensure_synthetic', 'generate_synthetic', 'model_name',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
            'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
-           'check_pretrained', 'recorded_model_kwargs', 'json_kwargs', 'parse_numbers']
+           'check_pretrained', 'json_kwargs', 'parse_numbers']
 
 logger = logging.getLogger(__name__)
 
@@ -408,17 +407,6 @@ def load_model(args, ctx, saved=None, categories=None, task=None):
     kwargs = task.recorded_kwargs(saved)
     kwargs.update(wanted)
     return get_model(name, pretrained=args.pretrained, ctx=ctx, **dict(kwargs, **extra))
-
-
-def recorded_model_kwargs(saved):
-    """The ``model_kwargs`` of a run record (:func:`run_args`; ``{}`` -> ``{}``) with the
-    conventions it was made with: a record from before conventions were recorded names no
-    preset and ran with the legacy one (see
-    :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
-    kwargs = json_kwargs(saved.get('model_kwargs'), "model_kwargs of the training run's args.json")
-    if saved:
-        kwargs.update(recorded_conventions(kwargs))
-    return kwargs
 
 
 def json_kwargs(text, where):
