@@ -19,7 +19,7 @@ from .panoptic_writer import PanopticWriter, imwrite_rgb
 from .visualize import panoptic_overlay
 
 __all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset',
-           'dataset_root', 'ensure_synthetic', 'generate_synthetic', 'model_name',
+           'dataset_root', 'ensure_synthetic', 'generate_synthetic',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
            'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
            'check_pretrained', 'json_kwargs', 'parse_numbers']
@@ -237,11 +237,6 @@ def fusion_kwargs(args, saved=None):
                           if v is not None)
     return dict(score_threshold=value['score_thresh'], overlap_threshold=value['overlap_thresh'],
                 stuff_area_threshold=int(value['stuff_area']))
-
-
-def model_name(network, dataset):
-    """``--network resnet50_v1b --dataset citys`` -> ``panoptic_fpn_resnet50_v1b_citys``."""
-    return 'panoptic_fpn_{}_{}'.format(network, DATASETS[dataset][0])
 
 
 def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0, progress=None,
