@@ -1,7 +1,7 @@
-"""What the model benchmarks share: the synthetic image, the networks, the timed steps, the
-subprocess per measurement and the result table.
+"""What the model benchmarks share: the synthetic image (and PanopticFCN's batch made from it), the
+networks, the timed steps, the subprocess per measurement, the result table and the ratio lines.
 
-Used by ``bench_model.py`` (Panoptic FPN against gluoncv's Mask R-CNN) and
+Used by ``bench_model.py`` (PanopticFCN and gluoncv's Mask R-CNN against Panoptic FPN) and
 ``bench_semantic_fpn.py`` (Semantic FPN against Panoptic FPN).  The method: every (model, mode)
 runs in its own subprocess (``--child MODEL MODE``) so its peak RSS is its own; the network is
 hybridized (``static_alloc``) with the parameters its training keeps fixed frozen; ``warmup``
@@ -10,6 +10,7 @@ untimed steps then ``iters`` timed ones on one synthetic image.
 import ast
 import json
 import logging
+import operator
 import resource
 import subprocess
 import sys
@@ -19,8 +20,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-__all__ = ['FROZEN', 'WARMUP', 'ITERS', 'synthetic_batch', 'build', 'make_train_step',
-           'time_steps', 'measurement', 'run_in_child', 'log_table']
+__all__ = ['FROZEN', 'WARMUP', 'ITERS', 'synthetic_batch', 'fcn_train_batch', 'split_model',
+           'build', 'make_train_step', 'time_steps', 'measurement', 'run_in_child', 'log_table',
+           'log_ratios']
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,57 @@ def synthetic_batch(height, width, num_instances=8, num_semantic=12, seed=0):
         rpn_box_masks=mx.nd.array(box_m[None]))
 
 
-def build(model, frozen=FROZEN):
+
+def fcn_train_batch(net, batch, ctx=None):
+    """PanopticFCN's training batch made from a :func:`synthetic_batch` (same image, instances and
+    semantic map), as the training program makes it.
+
+    The semantic map of :func:`synthetic_batch` is in Panoptic FPN's ``'separated'`` order (stuff
+    classes ``0 .. S-1``, "things" ``S``; its default ``num_semantic=12`` is Cityscapes' 11 stuff
+    + 1).  ``net.train_targets(net.categories)`` -- what the data workers run on each augmented
+    sample -- maps it to PanopticFCN's order ("things" 0, stuff ``1 .. S``) and makes the targets
+    with :class:`gluonpan.data.fcn_targets.FCNTargets` for the net's classes; the sample is then
+    batched by :func:`gluonpan.data.batchify.train_batchify` (the per-slot keys padded) and loaded
+    by :func:`~gluonpan.data.batchify.split_and_load`, as in training.
+
+    Parameters
+    ----------
+    net : gluonpan.model_zoo.panoptic_fcn.PanopticFCN
+        The network the targets are for.
+    batch : dict
+        :func:`synthetic_batch` of one image (its ``data``, ``sem_seg``, ``gt_masks``,
+        ``gt_classes`` are read).
+    ctx : mx.Context, optional
+        Where the batch goes; default ``mx.cpu()``.
+
+    Returns
+    -------
+    dict
+        NDArrays with the keys ``TRAIN_INPUTS`` of
+        :mod:`gluonpan.model_zoo.panoptic_fcn` (plus ``image_id``), batch 1.
+    """
+    from gluonpan.data.batchify import split_and_load, train_batchify
+    categories = net.categories
+    sem_seg = batch['sem_seg'][0].asnumpy().astype(np.uint8)  # (H, W), 'separated' order
+    if sem_seg.max() > categories.num_stuff:
+        raise ValueError('semantic label {} is not a "separated" class of {} stuff + "things"'
+                         .format(sem_seg.max(), categories.num_stuff))
+    sample = net.train_targets(categories)(dict(
+        sem_seg=sem_seg, gt_masks=batch['gt_masks'][0].asnumpy(),
+        gt_classes=batch['gt_classes'][0, :, 0].asnumpy().astype(np.int64)))
+    sample.update(data=batch['data'][0].asnumpy(), image_id=0)
+    return split_and_load(train_batchify([sample]), [ctx or mx.cpu()])[0]
+
+
+def split_model(model):
+    """``'name:key=value,...'`` -> ``(name, {key: value})``, the values read as Python literals
+    (``'panoptic_fcn_resnet50_v1b_citys:deform=False'`` -> ``('panoptic_fcn_...', {'deform':
+    False})``); a plain name has no overrides."""
+    name, _, overrides = model.partition(':')
+    return name, {k: ast.literal_eval(v) for k, v in
+                  (item.split('=', 1) for item in overrides.split(',') if item)}
+
+def build(model, frozen=FROZEN, options=None):
     """The network, initialised and hybridized, and its trainable parameters.
 
     Parameters
@@ -69,6 +121,9 @@ def build(model, frozen=FROZEN):
     frozen : str or None
         Regex of our parameters kept fixed (``grad_req='null'``), as in the model's training;
         ``None`` freezes none.  gluoncv's network keeps its own ``collect_train_params``.
+    options : dict, optional
+        More ``get_model`` keywords of a gluonpan model, over the overrides in ``model`` (e.g.
+        what a benchmark mode requires, or ``pretrained=FILE``).
 
     Returns
     -------
@@ -77,6 +132,8 @@ def build(model, frozen=FROZEN):
         The parameters to train.
     """
     if model.startswith('gluoncv'):
+        if options:
+            raise ValueError('{}: no options {} for gluoncv\'s network'.format(model, options))
         from gluoncv.model_zoo import get_model as gcv_get_model
         from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
         net = gcv_get_model('mask_rcnn_fpn_resnet50_v1b_coco', pretrained_base=False)
@@ -93,9 +150,8 @@ def build(model, frozen=FROZEN):
         params.setattr('grad_req', 'write')
     else:
         from gluonpan.model_zoo import get_model
-        name, _, overrides = model.partition(':')  # e.g. 'panoptic_fpn_...:rpn_channels=1024'
-        kwargs = {k: ast.literal_eval(v) for k, v in
-                  (item.split('=') for item in overrides.split(',') if item)}
+        name, kwargs = split_model(model)  # e.g. 'panoptic_fpn_...:rpn_channels=1024'
+        kwargs.update(options or {})
         net = get_model(name, **kwargs)
         if frozen:
             net.collect_params(frozen).setattr('grad_req', 'null')
@@ -143,11 +199,13 @@ def time_steps(step, warmup, iters):
     return times[warmup:]
 
 
-def measurement(model, mode, size, times):
-    """The result dict of one child: mean and spread of ``times``, this process's peak RSS."""
+def measurement(model, mode, size, times, note=''):
+    """The result dict of one child: mean and spread of ``times``, this process's peak RSS, and
+    a ``note`` for the table (what differs from the model's defaults, what the output held)."""
     return dict(model=model, mode=mode, size='{}x{}'.format(*size), mean_s=float(np.mean(times)),
                 std_s=float(np.std(times)), iters=len(times),
-                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+                note=note)
 
 
 def run_in_child(script, model, mode, argv):
@@ -164,9 +222,46 @@ def run_in_child(script, model, mode, argv):
 
 
 def log_table(results):
-    """Log one line per result: model, mode, size, time (mean +- std) and peak RSS."""
-    logger.info('%-34s %-9s %-10s %12s %14s', 'model', 'mode', 'size', 'time (s)',
-                'peak RSS (GiB)')
+    """Log one line per result: model, mode, size, time (mean +- std), peak RSS and its note."""
+    width = max([34] + [len(r['model']) for r in results])
+    header = '{:<{w}} {:<9} {:<10} {:>12} {:>14}  {}'.format(
+        'model', 'mode', 'size', 'time (s)', 'peak RSS (GiB)',
+        'note' if any(r.get('note') for r in results) else '', w=width)
+    logger.info('%s', header.rstrip())
     for r in results:
-        logger.info('%-34s %-9s %-10s %6.2f +- %4.2f %14.2f', r['model'], r['mode'], r['size'],
-                    r['mean_s'], r['std_s'], r['peak_rss_gib'])
+        line = '{:<{w}} {:<9} {:<10} {:6.2f} +- {:4.2f} {:14.2f}  {}'.format(
+            r['model'], r['mode'], r['size'], r['mean_s'], r['std_s'], r['peak_rss_gib'],
+            r.get('note', ''), w=width)
+        logger.info('%s', line.rstrip())
+
+
+_COMPARE = {'<': operator.lt, '<=': operator.le}
+
+
+def log_ratios(title, rows):
+    """Log ``title``, then per row the time and peak RSS of a result over its peer's, both
+    measured in this run, and whether the time ratio meets the row's goal.
+
+    Parameters
+    ----------
+    title : str
+        The heading line.
+    rows : list of tuple
+        ``(label, result, peer, goal)``: ``result`` and ``peer`` are :func:`measurement` dicts
+        (``None``: the line says n/a); ``goal`` is ``None`` or ``(op, limit, text)`` with ``op``
+        ``'<'`` or ``'<='``, checked against ``result time / peer time``.
+    """
+    logger.info('%s', title)
+    width = max([0] + [len(row[0]) for row in rows])
+    for label, result, peer, goal in rows:
+        if result is None or peer is None:
+            logger.info('  %-*s  n/a (a measurement failed or was not run)', width, label)
+            continue
+        time_ratio = result['mean_s'] / peer['mean_s']
+        verdict = ''
+        if goal is not None:
+            op, limit, text = goal
+            verdict = '  goal time {} {:.2f}x ({}): {}'.format(
+                op, limit, text, 'met' if _COMPARE[op](time_ratio, limit) else 'NOT met')
+        logger.info('  %-*s  time %5.2fx   peak RSS %5.2fx%s', width, label, time_ratio,
+                    result['peak_rss_gib'] / peer['peak_rss_gib'], verdict)

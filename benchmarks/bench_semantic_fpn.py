@@ -117,7 +117,7 @@ def frozen_in_training(model):
         The task's ``frozen_with_pretrained_base`` (applied by ``gluonpan.tools.train`` with
         ``--pretrained-base`` and the default frozen batch norm).
     """
-    from gluonpan.tasks.panoptic import PanopticTask
+    from gluonpan.tasks.panoptic import PanopticFPNTask as PanopticTask
     from gluonpan.tasks.semantic import SemanticTask
     return {SEMANTIC: SemanticTask, PANOPTIC: PanopticTask}[model].frozen_with_pretrained_base
 

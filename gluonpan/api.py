@@ -8,7 +8,6 @@ import numpy as np
 
 from .data.transforms import normalize
 from .errors import DataError, UsageError
-from .model_zoo.panoptic_fpn import predict_panoptic
 
 __all__ = ['predict']
 
@@ -24,7 +23,7 @@ def predict(net, image, **thresholds):
 
     Parameters
     ----------
-    net : PanopticFPN or SemanticFPN
+    net : PanopticFPN, PanopticFCN or SemanticFPN
         A network from :func:`gluonpan.model_zoo.get_model` (with weights).
     image : np.ndarray
         ``(H, W, 3)`` uint8 RGB (e.g. ``gluonpan.data.io.read_image(path, allow_gray=True)``,
@@ -33,7 +32,7 @@ def predict(net, image, **thresholds):
         cropped back (areas counted in the crop).
     **thresholds
         ``score_threshold``, ``overlap_threshold``, ``stuff_area_threshold`` (see
-        :func:`gluonpan.model_zoo.panoptic_fpn.combine_instances_and_semantics`); for a semantic
+        :func:`gluonpan.postprocess.combine_instances_and_semantics`); for a semantic
         model the options of :func:`~gluonpan.model_zoo.semantic_fpn.predict_semantic`
         (``mode``, ``crop_size``, ``stride``, ``scales``, ``flip``) instead.
 
@@ -69,7 +68,7 @@ def predict(net, image, **thresholds):
     data = normalize(image)  # (3, H, W) float32
     if canvas != (height, width):  # zero is the mean colour after normalisation
         data = np.pad(data, ((0, 0), (0, canvas[0] - height), (0, canvas[1] - width)))
-    pan_ids, segments = predict_panoptic(net, mx.nd.array(data[None], ctx=ctx), **thresholds)
+    pan_ids, segments = net.predict_panoptic(mx.nd.array(data[None], ctx=ctx), **thresholds)
     if canvas != (height, width):
         pan_ids, segments = _crop(pan_ids, segments, height, width)
     return pan_ids, segments

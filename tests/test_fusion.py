@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gluonpan.data.categories import PanopticCategories
-from gluonpan.model_zoo.panoptic_fpn import combine_instances_and_semantics
+from gluonpan.postprocess import combine_instances_and_semantics
 
 # things: person=24 (class 0), car=26 (class 1); stuff: road=7 (semantic 0), building=11 (1);
 # semantic class 2 is "things"

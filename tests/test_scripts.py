@@ -2,23 +2,17 @@
 import glob
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import cv2
 import mxnet as mx
 import numpy as np
 import pytest
-from _scripts import load_script
-from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+from _scripts import (assert_coco_pq, assert_killed_run_resumes_exactly, assert_same_pq,
+                      load_script, logged_losses, official_pq, train_args)
 
 from gluonpan.data import CityscapesPanoptic, PanopticValTransform
 from gluonpan.utils.cli import evaluate_panoptic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = os.path.join(ROOT, 'scripts', 'panoptic')
 TINY_MODEL = dict(fpn_channels=32, sem_seg_channels=32, sem_seg_num_groups=8, rpn_channels=32,
                   rpn_train_pre_nms=300, rpn_train_post_nms=64, rpn_test_pre_nms=300,
                   rpn_test_post_nms=64, rcnn_num_sample=32, test_max_dets=20)
@@ -29,30 +23,8 @@ def _script(name):
 
 
 def _train_args(root, save_dir, *extra):
-    return ['--dataset', 'synthetic', '--dataset-root', root, '--network', 'resnet18_v1b',
-            '--gpus', '', '--num-workers', '0', '--crop-size', '64x128', '--scale-range', '0.5,0.5',
-            '--norm-layer', 'bn', '--model-kwargs', json.dumps(TINY_MODEL), '--lr', '0.01',
-            '--lr-warmup', '2', '--log-interval', '1', '--save-dir', save_dir,
-            '--synthetic-size', '128x256', '--synthetic-train', '3', '--synthetic-val', '2',
-            '--val-overlays', '1'] + list(extra)
-
-
-def _official(gt_root, pred_dir, tmp):
-    """cityscapesscripts' own evaluator on the files the scripts wrote."""
-    gt_json = os.path.join(gt_root, 'gtFine', 'cityscapes_panoptic_val.json')
-    out = os.path.join(str(tmp), 'official.json')
-    return evaluatePanoptic(gt_json, gt_json[:-5], os.path.join(pred_dir, 'panoptic_pred.json'),
-                            os.path.join(pred_dir, 'panoptic_pred'), out)
-
-
-def _assert_same_numbers(official, ours):
-    for group in ('All', 'Things', 'Stuff'):
-        for key in ('pq', 'sq', 'rq', 'n'):
-            assert official[group][key] == pytest.approx(ours[group][key], abs=1e-9), (group, key)
-    for cid, r in official['per_class'].items():
-        mine = ours['per_class'][int(cid)]
-        for key in ('pq', 'sq', 'rq'):
-            assert r[key] == pytest.approx(mine[key], abs=1e-9), (cid, key)
+    return train_args(root, save_dir, TINY_MODEL, '--synthetic-size', '128x256',
+                      '--synthetic-train', '3', '--synthetic-val', '2', *extra)
 
 
 @pytest.fixture(scope='module')
@@ -67,19 +39,15 @@ def trained(synthetic_citys, tmp_path_factory):
 @pytest.mark.slow
 def test_training_on_two_cpu_contexts_logs_finite_losses_and_validates(trained, synthetic_citys,
                                                                        tmp_path):
-    log = open(os.path.join(trained, 'train.log')).read()
-    line = [l for l in log.splitlines() if '[Batch 1/1]' in l][0]
-    for name in ('loss_rpn_cls', 'loss_rpn_box', 'loss_rcnn_cls', 'loss_rcnn_box', 'loss_mask',
-                 'loss_sem_seg'):
-        value = float(line.split(name + '=')[1].split(',')[0])
-        assert np.isfinite(value) and value >= 0
+    logged_losses(trained, ('loss_rpn_cls', 'loss_rpn_box', 'loss_rcnn_cls', 'loss_rcnn_box',
+                            'loss_mask', 'loss_sem_seg'))
     assert os.path.isfile(os.path.join(trained, 'panoptic_fpn_resnet18_v1b_citys-final.params'))
     history = [json.loads(l) for l in open(os.path.join(trained, 'val_history.jsonl'))]
     assert history[-1]['epoch'] == 1
     # the validation files are what cityscapesscripts' evaluator takes, with the same numbers
     ours = json.load(open(os.path.join(trained, 'val', 'pq.json')))
     ours['per_class'] = {int(k): v for k, v in ours['per_class'].items()}
-    _assert_same_numbers(_official(synthetic_citys, os.path.join(trained, 'val'), tmp_path), ours)
+    assert_same_pq(official_pq(synthetic_citys, os.path.join(trained, 'val'), tmp_path), ours)
     assert len(glob.glob(os.path.join(trained, 'val', 'overlays', '*.png'))) == 1
 
 
@@ -107,7 +75,7 @@ def test_eval_output_matches_cityscapesscripts_on_non_trivial_predictions(synthe
     ours = evaluate_panoptic(None, dataset, [mx.cpu()], out_dir=str(tmp_path / 'pred'),
                              predict_fn=lambda net, data: next(preds))
     assert 0.3 < ours['All']['pq'] < 1.0
-    _assert_same_numbers(_official(synthetic_citys, str(tmp_path / 'pred'), tmp_path), ours)
+    assert_same_pq(official_pq(synthetic_citys, str(tmp_path / 'pred'), tmp_path), ours)
 
 
 @pytest.mark.slow
@@ -120,7 +88,7 @@ def test_eval_and_demo_scripts(trained, synthetic_citys, tmp_path):
         ['--pretrained', params, '--dataset', 'synthetic', '--dataset-root', synthetic_citys,
          '--gpus', '', '--num-workers', '0', '--save-dir', str(tmp_path / 'eval')])
     assert res['num_images'] == 2 and os.stat(stamp).st_mtime_ns == before
-    _assert_same_numbers(_official(synthetic_citys, str(tmp_path / 'eval'), tmp_path), res)
+    assert_same_pq(official_pq(synthetic_citys, str(tmp_path / 'eval'), tmp_path), res)
     image = sorted(glob.glob(os.path.join(synthetic_citys, 'leftImg8bit', 'val', '*', '*.png')))[0]
     stems = _script('demo_panoptic_fpn').main(
         ['--pretrained', params, '--images', image, '--out-dir', str(tmp_path / 'demo')])
@@ -132,41 +100,10 @@ def test_eval_and_demo_scripts(trained, synthetic_citys, tmp_path):
     assert set(np.unique(ids)) - {0} == {s['id'] for s in info['segments_info']}
 
 
-def _final_params(save_dir):
-    return mx.nd.load(os.path.join(save_dir, 'panoptic_fpn_resnet18_v1b_citys-final.params'))
-
-
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_weights(synthetic_citys, tmp_path):
-    # two OpenMP threads, as the README runs training: every kernel must be order-deterministic
-    env = dict(os.environ, OMP_NUM_THREADS='2', MXNET_MKLDNN_ENABLED='1',
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    script = os.path.join(SCRIPTS, 'train_panoptic_fpn.py')
-
-    def command(save_dir, *extra):
-        return [sys.executable, script] + _train_args(
-            synthetic_citys, save_dir, '--batch-size', '1', '--epochs', '2', '--ckpt-interval', '1',
-            '--val-interval', '100', *extra)
-
-    straight = str(tmp_path / 'straight')
-    subprocess.run(command(straight), env=env, check=True, capture_output=True)
-    killed = str(tmp_path / 'killed')
-    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    marker = os.path.join(killed, 'panoptic_fpn_resnet18_v1b_citys-0001-000001.json')
-    deadline = time.time() + 300
-    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert os.path.exists(marker) and not os.path.exists(
-        os.path.join(killed, 'panoptic_fpn_resnet18_v1b_citys-final.params'))
-    subprocess.run(command(killed, '--resume'), env=env, check=True, capture_output=True)
-    assert 'resumed from' in open(os.path.join(killed, 'train.log')).read()
-    a, b = _final_params(straight), _final_params(killed)
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key].asnumpy(), b[key].asnumpy(), err_msg=key)
+    assert_killed_run_resumes_exactly(
+        'train_panoptic_fpn', lambda d, *x: _train_args(synthetic_citys, d, *x), tmp_path, 'panoptic_fpn_resnet18_v1b_citys')
 
 
 @pytest.mark.slow
@@ -230,10 +167,6 @@ def test_coco_format_train_eval_demo(synthetic_coco, tmp_path):
     """The COCO path end to end on the synthetic COCO split: train, eval (files scored by COCO's
     panopticapi with the same numbers), demo; the run's args.json carries the categories and the
     conventions, so eval and demo need nothing but the weights."""
-    import contextlib
-    import io
-    from unittest import mock
-    from panopticapi.evaluation import pq_compute
     save_dir = str(tmp_path / 'run')
     args = _train_args(synthetic_coco, save_dir, '--batch-size', '1', '--epochs', '1')
     args[args.index('synthetic')] = 'synthetic_coco'
@@ -249,14 +182,7 @@ def test_coco_format_train_eval_demo(synthetic_coco, tmp_path):
     res = _script('eval_panoptic_fpn').main(['--pretrained', params, '--gpus', '', '--num-workers',
                                              '0', '--save-dir', str(tmp_path / 'eval')])
     assert res['num_images'] == 2
-    gt_json = os.path.join(synthetic_coco, 'annotations', 'panoptic_val2017.json')
-    pred_json = str(tmp_path / 'eval' / 'panoptic_pred.json')
-    with mock.patch('multiprocessing.cpu_count', return_value=1), \
-            contextlib.redirect_stdout(io.StringIO()):
-        ref = pq_compute(gt_json, pred_json, gt_json[:-5], pred_json[:-5])
-    for group in ('All', 'Things', 'Stuff'):
-        for key in ('pq', 'sq', 'rq', 'n'):
-            assert ref[group][key] == pytest.approx(res[group][key], abs=1e-9), (group, key)
+    assert_coco_pq(synthetic_coco, str(tmp_path / 'eval'), res)
     image = sorted(glob.glob(os.path.join(synthetic_coco, 'val2017', '*.jpg')))[0]
     stems = _script('demo_panoptic_fpn').main(
         ['--pretrained', params, '--images', image, '--out-dir', str(tmp_path / 'demo')])

@@ -79,11 +79,12 @@ def save_converted(net, params_path, network='resnet50_v1b', dataset='citys', so
     ``model_kwargs``), so ``eval_panoptic_fpn.py`` / ``demo_panoptic_fpn.py --pretrained
     params_path`` rebuild the net with the source's conventions: ``model_kwargs`` holds every
     resolved convention of ``net.conventions`` explicitly (not only the preset's name, whose
-    values could change), plus ``source`` for the record.  Both files are written atomically.
+    values could change) -- or, for a net without conventions (PanopticFCN), its builder options
+    ``net.options`` -- plus ``source`` for the record.  Both files are written atomically.
 
     Parameters
     ----------
-    net : PanopticFPN
+    net : PanopticFPN or PanopticFCN
         The converted network.
     params_path : str
         Destination ``.params``; ``args.json`` goes to its folder (which should hold nothing else).
@@ -100,7 +101,8 @@ def save_converted(net, params_path, network='resnet50_v1b', dataset='citys', so
     os.makedirs(folder, exist_ok=True)
     atomic_write(params_path, net.save_parameters)
     record = {'network': network, 'dataset': dataset, 'converted_from': source,
-              'model_kwargs': json.dumps(net.conventions, sort_keys=True)}
+              'model_kwargs': json.dumps(getattr(net, 'conventions', None) or net.options,
+                                          sort_keys=True)}
     if categories is not None:
         record['categories'] = categories
     atomic_write_json(os.path.join(folder, 'args.json'), record, indent=1, sort_keys=True)

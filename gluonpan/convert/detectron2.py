@@ -46,8 +46,8 @@ from ..errors import DataError, MissingFileError
 from .common import load_checked, save_converted
 
 __all__ = ['PRESET', 'PIXEL_MEAN', 'PIXEL_STD', 'DEPTHS', 'panoptic_fpn_spec', 'load_checkpoint',
-           'architecture_of', 'convert_panoptic_fpn_state_dict', 'detectron2_to_gluonpan',
-           'convert_file']
+           'architecture_of', 'backbone_fpn_name', 'convert_panoptic_fpn_state_dict',
+           'detectron2_to_gluonpan', 'convert_file']
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +274,34 @@ def architecture_of(state_dict, where='checkpoint'):
 # ----------------------------------------------------------------------------------------------
 # conversion
 
-def _our_name(key):
-    """Our structural name of detectron2 key ``key`` (None: an optional buffer)."""
+def _renamed(key, rules):
+    """``key`` renamed by the first ``(pattern, replacement)`` of ``rules`` it matches, or None."""
+    for pattern, repl in rules:
+        if re.match(pattern, key):
+            return re.sub(pattern, repl, key)
+    return None
+
+
+def backbone_fpn_name(key):
+    """Our structural name of a detectron2 backbone key, or None for any other key.
+
+    The MSRA ResNet ``backbone.bottom_up.*`` (``stem.conv1`` -> ``conv1``, ``res{s}.{b}`` ->
+    ``layer{s-1}.{b}``, ``shortcut`` -> ``downsample.0``, each ``norm`` (FrozenBN: ``weight``,
+    ``bias``, ``running_mean``, ``running_var``) -> the batch norm after its conv) and the FPN's
+    ``backbone.fpn_lateral{k}`` / ``fpn_output{k}`` (k = 2..5) -> ``fpn.lateral.{k-2}`` /
+    ``fpn.output.{k-2}``.  Shared by every detectron2-format converter (Panoptic FPN here,
+    PanopticFCN in :mod:`gluonpan.convert.panopticfcn`).
+
+    Parameters
+    ----------
+    key : str
+        A detectron2 state-dict name.
+
+    Returns
+    -------
+    str or None
+        The name in ``net._collect_params_with_prefix()``.
+    """
     m = re.match(r'^backbone\.bottom_up\.(.+)$', key)
     if m:
         name = m.group(1)
@@ -289,15 +315,23 @@ def _our_name(key):
         if re.search(r'(^|\.)(bn\d|downsample\.1)$', base):
             leaf = _NORM_LEAVES[leaf]
         return 'backbone.{}.{}'.format(base, leaf)
+    rules = ((r'^backbone\.fpn_lateral(\d)\.', lambda s: 'fpn.lateral.{}.'.format(
+                 int(s.group(1)) - 2)),
+             (r'^backbone\.fpn_output(\d)\.', lambda s: 'fpn.output.{}.'.format(
+                 int(s.group(1)) - 2)))
+    return _renamed(key, rules)
+
+
+def _our_name(key):
+    """Our structural name of detectron2 key ``key`` (None: an optional buffer)."""
+    name = backbone_fpn_name(key)
+    if name is not None:
+        return name
     m = re.match(r'^sem_seg_head\.p(\d)\.(\d+)\.norm\.(weight|bias)$', key)
     if m:
         return 'sem_seg_head.towers.{}.{}.{}'.format(int(m.group(1)) - 2, int(m.group(2)) + 1,
                                                      _NORM_LEAVES[m.group(3)])
-    rules = ((r'^backbone\.fpn_lateral(\d)\.', lambda s: 'fpn.lateral.{}.'.format(
-                 int(s.group(1)) - 2)),
-             (r'^backbone\.fpn_output(\d)\.', lambda s: 'fpn.output.{}.'.format(
-                 int(s.group(1)) - 2)),
-             (r'^proposal_generator\.rpn_head\.conv\.', 'rpn.head.conv.'),
+    rules = ((r'^proposal_generator\.rpn_head\.conv\.', 'rpn.head.conv.'),
              (r'^proposal_generator\.rpn_head\.objectness_logits\.', 'rpn.head.score.'),
              (r'^proposal_generator\.rpn_head\.anchor_deltas\.', 'rpn.head.loc.'),
              (r'^roi_heads\.box_head\.fc(\d)\.', lambda s: 'roi_heads.box_head.{}.'.format(
@@ -310,10 +344,7 @@ def _our_name(key):
              (r'^sem_seg_head\.p(\d)\.(\d+)\.', lambda s: 'sem_seg_head.towers.{}.{}.'.format(
                  int(s.group(1)) - 2, s.group(2))),
              (r'^sem_seg_head\.predictor\.', 'sem_seg_head.predictor.'))
-    for pattern, repl in rules:
-        if re.match(pattern, key):
-            return re.sub(pattern, repl, key)
-    return None
+    return _renamed(key, rules)
 
 
 def _input_fold(state_dict, where):

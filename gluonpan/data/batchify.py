@@ -9,6 +9,11 @@ from .categories import IGNORE_LABEL
 __all__ = ['train_batchify', 'val_batchify', 'split_and_load', 'pad_to_multiple']
 
 _SHARED = mx.Context('cpu_shared', 0)
+#: per-slot targets (PanopticFCN's (level, instance) slots): padded to the batch's largest count
+#: (at least 1) along their first axis with these values
+SLOT_KEYS = {'inst_masks': 0, 'inst_guide': 0, 'inst_classes': -1}
+#: the keys handled by name; any other array of a sample is stacked as it is (same shape needed)
+_NAMED = ('data', 'sem_seg', 'gt_boxes', 'gt_classes', 'gt_masks', 'image_id')
 
 
 def pad_to_multiple(size, multiple=32):
@@ -33,26 +38,29 @@ def train_batchify(samples, size_divisibility=32):
     padded input, so samples that carry them must already share one size (the train transform's
     fixed crop).
 
+    Samples with other per-image targets (PanopticFCN's) must share one size too; those are
+    stacked as they are, and the per-slot ones (:data:`SLOT_KEYS`) padded to the largest count.
+
     Returns
     -------
     dict
-        ``data`` (B, 3, H, W), ``sem_seg`` (B, H, W); with instances ``gt_boxes`` (B, M, 4),
-        ``gt_classes`` (B, M, 1), ``gt_masks`` (B, M, H, W) uint8, and if present
-        ``rpn_cls_targets`` (B, N), ``rpn_box_targets`` (B, N, 4), ``rpn_box_masks`` (B, N, 4);
-        plus ``image_id`` (list).
+        ``data`` (B, 3, H, W), ``sem_seg`` (B, H, W) if the samples have it; with instances
+        ``gt_boxes`` (B, M, 4), ``gt_classes`` (B, M, 1), ``gt_masks`` (B, M, H, W) uint8, and if
+        present ``rpn_cls_targets`` (B, N), ``rpn_box_targets`` (B, N, 4), ``rpn_box_masks``
+        (B, N, 4); any other target (B, ...) in its dtype; plus ``image_id`` (list).
     """
     shapes = [s['data'].shape[1:] for s in samples]
     height = pad_to_multiple(max(h for h, _ in shapes), size_divisibility)
     width = pad_to_multiple(max(w for _, w in shapes), size_divisibility)
-    has_rpn = 'rpn_cls_targets' in samples[0]
-    if has_rpn and any(s != (height, width) for s in shapes):
-        raise ValueError('samples with RPN targets must all be {}x{} (a multiple of {}), got {}'
-                         .format(height, width, size_divisibility, shapes))
-    batch = {
-        'data': _stack_padded([s['data'] for s in samples], (3, height, width), 0, np.float32),
-        'sem_seg': _stack_padded([s['sem_seg'] for s in samples], (height, width), IGNORE_LABEL,
-                                 np.float32),
-    }
+    stacked = [k for k in samples[0] if k not in _NAMED]
+    if stacked and any(s != (height, width) for s in shapes):
+        raise ValueError('samples with targets {} must all be {}x{} (a multiple of {}), got {}'
+                         .format(stacked, height, width, size_divisibility, shapes))
+    batch = {'data': _stack_padded([s['data'] for s in samples], (3, height, width), 0,
+                                   np.float32)}
+    if 'sem_seg' in samples[0]:
+        batch['sem_seg'] = _stack_padded([s['sem_seg'] for s in samples], (height, width),
+                                         IGNORE_LABEL, np.float32)
     if 'gt_boxes' in samples[0]:
         num_inst = max(1, max(len(s['gt_boxes']) for s in samples))
         batch.update(
@@ -62,9 +70,14 @@ def train_batchify(samples, size_divisibility=32):
                                      (num_inst, 1), -1, np.float32),  # (B, M, 1)
             gt_masks=_stack_padded([s['gt_masks'] for s in samples], (num_inst, height, width), 0,
                                    np.uint8))
-    if has_rpn:
-        for key in ('rpn_cls_targets', 'rpn_box_targets', 'rpn_box_masks'):
-            batch[key] = np.stack([s[key] for s in samples])
+    for key in stacked:
+        arrays = [np.asarray(s[key]) for s in samples]
+        if key in SLOT_KEYS:
+            count = max(1, max(len(a) for a in arrays))
+            batch[key] = _stack_padded(arrays, (count,) + arrays[0].shape[1:], SLOT_KEYS[key],
+                                       arrays[0].dtype)
+        else:
+            batch[key] = np.stack(arrays)
     out = {k: mx.nd.array(v, ctx=_SHARED, dtype=v.dtype) for k, v in batch.items()}
     out['image_id'] = [s['image_id'] for s in samples]
     return out

@@ -176,11 +176,16 @@ class PanopticTrainTransform(object):
         Semantic target mode, see :mod:`gluonpan.data.categories`.
     rpn_target_style : str
         :class:`RPNTargets`' style: the net's ``conventions['rpn_target_style']``.
+    targets : callable, optional
+        A model's own targets (``net.train_targets(categories)``, e.g. PanopticFCN's):
+        ``targets(sample) -> dict`` takes the sample's ``sem_seg``, ``gt_masks`` and
+        ``gt_classes`` (instances of any size, none dropped) and returns the keys of the model's
+        training batch besides ``data``, which replace them.
     """
 
     def __init__(self, categories, anchors=None, crop_size=(512, 1024), scale_range=(0.5, 2.0),
                  flip=True, sem_mode='separated', mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD, rpn_target_style='detectron2'):
+                 std=IMAGENET_STD, rpn_target_style='detectron2', targets=None):
         if crop_size[0] % 32 or crop_size[1] % 32:
             raise ValueError('crop_size {} must be multiples of 32'.format(crop_size))
         self.categories = categories
@@ -191,6 +196,7 @@ class PanopticTrainTransform(object):
         self.mean, self.std = mean, std
         self.rpn = (RPNTargets(anchors, style=rpn_target_style) if anchors is not None
                     else None)
+        self.targets = targets
 
     def _thing_boxes(self, segments_info):
         """(K, 4) x1, y1, x2, y2 of the non-crowd thing segments, from the JSON bboxes."""
@@ -235,7 +241,10 @@ class PanopticTrainTransform(object):
         image = warp_image(image, matrix, self.crop_size, fill)
         seg_index = warp_labels(sample['seg_index'], matrix, self.crop_size)
         out = panoptic_targets(seg_index, segments, self.categories, self.sem_mode,
-                               where=sample['file_name'])
+                               where=sample['file_name'],
+                               min_box_size=1 if self.targets is not None else 2)
+        if self.targets is not None:
+            out = self.targets(out)
         out['data'] = normalize(image, self.mean, self.std)
         out['image_id'] = sample['image_id']
         if self.rpn is not None:

@@ -10,13 +10,17 @@ import mxnet as mx
 from mxnet.gluon import nn
 from gluoncv.model_zoo.resnetv1b import resnet18_v1b, resnet50_v1b, resnet101_v1b
 
-from ..errors import MissingFileError, UsageError
+from ..data.categories import PanopticCategories, coco_categories_from_json
+from ..errors import DataError, MissingFileError, UsageError
 from ..nn.backbone import ResNetV1bFeatures, stride_in_1x1
 from .model_store import get_backbone_file, get_model_file
 from .model_zoo import load_parameters
 
-__all__ = ['resnet_v1b_backbone', 'get_zoo_model']
+__all__ = ['COCO_CATEGORIES_JSON', 'resnet_v1b_backbone', 'get_zoo_model', 'coco_model_categories']
 
+#: COCO panoptic's 133 categories (id, name, isthing, color), the default of converted models
+COCO_CATEGORIES_JSON = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'data', 'coco_panoptic_categories.json')
 _RESNETS = {'resnet18_v1b': resnet18_v1b, 'resnet50_v1b': resnet50_v1b,
             'resnet101_v1b': resnet101_v1b, 'resnet50_msra': resnet50_v1b,
             'resnet101_msra': resnet101_v1b}
@@ -90,3 +94,21 @@ def get_zoo_model(name, backbone, build, pretrained=False, pretrained_base=False
         load_parameters(net.backbone, get_backbone_file(backbone, root), ctx,
                         'the {} backbone'.format(backbone), ignore_extra=True)
     return net
+
+
+def coco_model_categories(categories):
+    """The categories of a COCO-format model: COCO panoptic's own (133: 80 things, 53 stuff) or any
+    other set in the COCO panoptic format (a user's data, the synthetic COCO split)."""
+    if categories is None:
+        raise UsageError("COCO-format models take their category ids from the dataset's panoptic "
+                         "JSON: pass categories=dataset.categories, a panoptic JSON path such as "
+                         "'annotations/panoptic_val2017.json', or its 'categories' list")
+    if isinstance(categories, PanopticCategories):
+        return categories
+    if isinstance(categories, (list, tuple)):
+        return PanopticCategories(categories)
+    categories = coco_categories_from_json(categories)
+    if not categories.num_things or not categories.num_stuff:
+        raise DataError('a panoptic model needs thing and stuff categories, got {} and {}'.format(
+            categories.num_things, categories.num_stuff))
+    return categories

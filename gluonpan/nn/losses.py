@@ -1,4 +1,5 @@
-"""Losses of Panoptic FPN as free functions of ``F`` (they run inside the hybridized graph).
+"""Losses as free functions of ``F`` (they run inside the hybridized graph): Panoptic FPN's, and
+the focal and dice losses of the dense and query-based models (PanopticFCN, Panoptic SegFormer).
 
 Every loss is a mean over the whole per-context batch: ``sum(loss * weight) / max(count, 1)`` with
 ``count`` the elements averaged over (box losses: summed over the 4 coordinates, averaged over the
@@ -8,7 +9,7 @@ instances finite (its box and mask losses are 0).
 """
 
 __all__ = ['normalized_sum', 'sigmoid_bce_with_logits', 'rpn_losses', 'rcnn_losses', 'mask_loss',
-           'semantic_loss']
+           'semantic_loss', 'sigmoid_focal_loss', 'dice_loss']
 
 
 def normalized_sum(F, loss, weight, count=None):
@@ -124,3 +125,26 @@ def semantic_loss(F, logits, labels, ignore_label=255, average='labelled'):
     if average != 'labelled':
         raise ValueError("average must be 'labelled' or 'all', got {!r}".format(average))
     return normalized_sum(F, nll, valid)
+
+
+def sigmoid_focal_loss(F, logits, targets, alpha=0.25, gamma=2.):
+    """Element-wise focal loss of sigmoid(``logits``) (Lin et al., ICCV 2017), soft targets allowed.
+
+    ``alpha_t * (1 - p_t) ** gamma * BCE`` with ``p_t = p * t + (1 - p) * (1 - t)`` and
+    ``alpha_t = alpha * t + (1 - alpha) * (1 - t)`` (no alpha weighting for ``alpha < 0``), as
+    fvcore's / the PanopticFCN reference's ``sigmoid_focal_loss`` with ``reduction='none'``.
+    """
+    p = F.sigmoid(logits)
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = sigmoid_bce_with_logits(F, logits, targets) * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return loss
+
+
+def dice_loss(F, probs, targets, axis=-1, eps=1e-8):
+    """``1 - 2 sum(p t) / max(sum(p^2) + sum(t^2), eps)`` over ``axis`` (PanopticFCN's dice, with
+    squared sums in the denominator); ``probs`` and ``targets`` broadcast."""
+    inter = F.sum(F.broadcast_mul(probs, targets), axis=axis)
+    union = F.broadcast_add(F.sum(F.square(probs), axis=axis), F.sum(F.square(targets), axis=axis))
+    return 1 - 2 * inter / F.maximum(union, eps)

@@ -100,10 +100,14 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
     convolution, ``towers.{level}.{2k + 1}`` its norm (``gamma``/``beta``, plus the running
     statistics of a batch norm).
 
+    With ``num_classes=None`` the head stops at the summed stride-4 map (no dropout, predictor or
+    upsampling): PanopticFCN's "semantic FPN" in front of its feature encoder.
+
     Parameters
     ----------
-    num_classes : int
-        Semantic classes (stuff + one "things" class: Cityscapes 12, COCO 54; or every class).
+    num_classes : int or None
+        Semantic classes (stuff + one "things" class: Cityscapes 12, COCO 54; or every class);
+        None: return the (B, channels, ceil(H / 4), ceil(W / 4)) features.
     in_channels : int
         Channels of the pyramid levels.
     channels : int
@@ -148,7 +152,8 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
                 self.towers.add(tower)
             # channel dropout: one mask per (image, channel), shared over the pixels (axes 2, 3)
             self.dropout = nn.Dropout(dropout, axes=(2, 3)) if dropout else None
-            self.predictor = conv_class_predictor(num_classes, channels)
+            if num_classes is not None:
+                self.predictor = conv_class_predictor(num_classes, channels)
 
     # pylint: disable=arguments-differ
     def hybrid_forward(self, F, image, p2, p3, p4, p5):
@@ -179,6 +184,8 @@ class SemanticFPNHead(PerClassPredictorMixin, nn.HybridBlock):
             else:  # every tower but P2's ends with an upsampling from the size of P3 to P2's:
                 coarser = x if coarser is None else coarser + x  # it is linear, so do it once
         out = finest + _upsample_like(F, coarser, p2, 2)
+        if self.num_classes is None:
+            return out
         if self.dropout is not None:
             out = self.dropout(out)
         return _upsample_like(F, self.predictor(out), image, self.strides[0])

@@ -4,7 +4,8 @@ The programs in :mod:`gluonpan.tools` hold all the wiring (flags, contexts, chec
 the engine, logging); a task supplies only what differs between panoptic and semantic models:
 its datasets, transforms, metric, prediction files and the model options recorded with a run.
 An architecture names its task in :data:`ARCHITECTURES`; adding a panoptic architecture adds a
-line there and reuses :class:`~gluonpan.tasks.panoptic.PanopticTask` untouched.
+line there and reuses :class:`~gluonpan.tasks.panoptic.PanopticTask` untouched (as PanopticFCN
+does; Panoptic FPN's subclass adds its anchors and conventions).
 """
 from ..errors import UsageError
 
@@ -12,7 +13,8 @@ __all__ = ['ARCHITECTURES', 'get_task']
 
 #: zoo prefix of an architecture -> its task (a module and class of this package)
 ARCHITECTURES = {
-    'panoptic_fpn': ('panoptic', 'PanopticTask', 'Panoptic FPN'),
+    'panoptic_fpn': ('panoptic', 'PanopticFPNTask', 'Panoptic FPN'),
+    'panoptic_fcn': ('panoptic', 'PanopticTask', 'PanopticFCN'),
     'semantic_fpn': ('semantic', 'SemanticTask', 'Semantic FPN'),
 }
 

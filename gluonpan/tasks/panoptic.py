@@ -1,4 +1,9 @@
-"""The panoptic task: Cityscapes / COCO panoptic data, PQ, panoptic PNG + JSON predictions."""
+"""The panoptic task: Cityscapes / COCO panoptic data, PQ, panoptic PNG + JSON predictions.
+
+:class:`PanopticTask` serves every panoptic model (PanopticFCN as it is); :class:`PanopticFPNTask`
+adds what only Panoptic FPN has: anchors (``--anchor-sizes``, RPN targets in the data workers) and
+its conventions, which a run records and a resumed run keeps.
+"""
 import json
 import os
 
@@ -13,16 +18,17 @@ from ..utils.panoptic_writer import imwrite_rgb, json_value
 from ..utils.visualize import panoptic_overlay
 from .base import Task
 
-__all__ = ['PanopticTask']
+__all__ = ['PanopticTask', 'PanopticFPNTask']
 
 
 class PanopticTask(Task):
-    """Panoptic models (Panoptic FPN): things and stuff, scored with PQ.
+    """Panoptic models: things and stuff, scored with PQ.
 
-    Train flags: ``--anchor-sizes`` and the fusion thresholds used by the validations (recorded
-    with the run, so eval and demo use them too).  Runs record the model's conventions
-    (``net.conventions``) and, for COCO-format data, the categories; a loaded model gets them
-    back with the run's anchor sizes (:meth:`recorded_kwargs`, :meth:`load_kwargs`).
+    Train, eval and demo flags: the fusion thresholds (a training run records them, so its eval and
+    demo use them too; unset ones are the model's defaults, ``net.fusion_defaults``).  Runs on
+    COCO-format data record the categories, which a loaded model gets back
+    (:meth:`load_kwargs`).  The training targets are the model's: ``net.train_targets()`` gives
+    the callable the data workers run on each augmented sample.
     """
 
     datasets = DATASETS
@@ -31,56 +37,33 @@ class PanopticTask(Task):
     history_keys = ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st', 'mIoU')
 
     def add_train_args(self, parser):
-        parser.add_argument('--anchor-sizes', default='32,64,128,256,512',
-                            help='anchor size on P2..P6')
         add_fusion_args(parser)
-
-    def check_train_args(self, parser, args):
-        args.anchors = parse_numbers(parser, '--anchor-sizes', args.anchor_sizes, ',', int, 5)
 
     def add_eval_args(self, parser):
         add_fusion_args(parser)
 
     def model_kwargs(self, args, categories, per_device):
-        kwargs = {'anchors': FPNAnchors(sizes=args.anchors), 'per_device_batch_size': per_device}
         if is_coco_format(args.dataset):
-            kwargs['categories'] = categories  # COCO's category ids come from its panoptic JSON
-        return kwargs
-
-    def kept_options(self, recorded):
-        """The conventions the run was made with (:meth:`recorded_kwargs`)."""
-        from ..model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES
-        return {k: v for k, v in self.recorded_kwargs(recorded).items()
-                if k in CONVENTION_NAMES or k == 'preset'}
-
-    def recorded_kwargs(self, saved):
-        """The recorded ``model_kwargs`` with the conventions the run was made with: a record
-        from before conventions were recorded names no preset and ran with the legacy one (see
-        :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
-        from ..model_zoo.panoptic_fpn.conventions import recorded_conventions
-        kwargs = super(PanopticTask, self).recorded_kwargs(saved)
-        if saved:
-            kwargs.update(recorded_conventions(kwargs))
-        return kwargs
+            return {'categories': categories}  # COCO's category ids come from its panoptic JSON
+        return {}
 
     def load_kwargs(self, saved, categories=None):
-        """The run's anchor sizes, and the categories (given, else the run's) of a COCO-format
-        model."""
-        kwargs = {}
-        if saved.get('anchor_sizes'):
-            kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in
-                                                       saved['anchor_sizes'].split(',')))
+        """The categories (given, else the run's) of a COCO-format model."""
         categories = categories if categories is not None else saved.get('categories')
-        if categories is not None:
-            kwargs['categories'] = categories
-        return kwargs
+        return {} if categories is None else {'categories': categories}
 
     def model_categories(self, args, dataset):
         return dataset.categories if is_coco_format(args.dataset) else None
 
+    def recorded_options(self, net):
+        """Model options recorded with a run besides ``--model-kwargs``: ``net.options`` (the
+        builder options that define the model, e.g. PanopticFCN's ``deform``)."""
+        return dict(getattr(net, 'options', {}))
+
     def record(self, args, net):
         kwargs = json.loads(args.model_kwargs)
-        out = {'model_kwargs': json.dumps(dict(net.conventions, **kwargs), sort_keys=True)}
+        out = {'model_kwargs': json.dumps(dict(self.recorded_options(net), **kwargs),
+                                          sort_keys=True)}
         if is_coco_format(args.dataset):
             out['categories'] = net.categories.to_json()
         return out
@@ -89,16 +72,21 @@ class PanopticTask(Task):
         return get_dataset(args, split, transform)
 
     def train_transform(self, args, net, dataset):
-        return PanopticTrainTransform(dataset.categories, net.anchors, args.crop, args.scales,
-                                      rpn_target_style=net.conventions['rpn_target_style'])
+        return PanopticTrainTransform(dataset.categories, crop_size=args.crop,
+                                      scale_range=args.scales,
+                                      targets=net.train_targets(dataset.categories))
 
     def val_transform(self):
         return PanopticValTransform()
 
+    def fusion(self, args, saved, net):
+        """The fusion thresholds of eval / demo: flags, else the run's, else the net's defaults."""
+        return fusion_kwargs(args, saved, getattr(net, 'fusion_defaults', None))
+
     def evaluate(self, net, dataset, ctx, args, out_dir=None, overlays=0, num_workers=0,
                  saved=None):
         return evaluate_panoptic(net, dataset, ctx, out_dir=out_dir, overlays=overlays,
-                                 num_workers=num_workers, **fusion_kwargs(args, saved))
+                                 num_workers=num_workers, **self.fusion(args, saved, net))
 
     def add_demo_args(self, parser):
         parser.add_argument('--categories-json', default=None,
@@ -118,7 +106,7 @@ class PanopticTask(Task):
         """Panoptic PNG (ids as RGB) + JSON of ``segments_info`` + overlay."""
         from .. import predict
         image = read_image(path, allow_gray=True)
-        pan_ids, segments = predict(net, image, **fusion_kwargs(args, saved))
+        pan_ids, segments = predict(net, image, **self.fusion(args, saved, net))
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
         imwrite_rgb(stem + '_panoptic.png', id2rgb(pan_ids))
         atomic_write_json(stem + '_panoptic.json', {
@@ -139,3 +127,57 @@ class PanopticTask(Task):
         return 'PQ {:.1f} (things {:.1f}, stuff {:.1f}), mIoU {:.1f}'.format(
             100 * results['All']['pq'], 100 * results['Things']['pq'],
             100 * results['Stuff']['pq'], 100 * results['mIoU'])
+
+
+class PanopticFPNTask(PanopticTask):
+    """Panoptic FPN: :class:`PanopticTask` plus anchors and conventions.
+
+    ``--anchor-sizes`` sets the anchors, which the data workers' RPN targets use; runs record the
+    model's conventions (``net.conventions``), a resumed run keeps them, and a loaded model gets
+    them back with the run's anchor sizes (:meth:`recorded_kwargs`, :meth:`load_kwargs`).
+    """
+
+    def add_train_args(self, parser):
+        parser.add_argument('--anchor-sizes', default='32,64,128,256,512',
+                            help='anchor size on P2..P6')
+        super(PanopticFPNTask, self).add_train_args(parser)
+
+    def check_train_args(self, parser, args):
+        args.anchors = parse_numbers(parser, '--anchor-sizes', args.anchor_sizes, ',', int, 5)
+
+    def model_kwargs(self, args, categories, per_device):
+        kwargs = super(PanopticFPNTask, self).model_kwargs(args, categories, per_device)
+        kwargs.update(anchors=FPNAnchors(sizes=args.anchors), per_device_batch_size=per_device)
+        return kwargs
+
+    def kept_options(self, recorded):
+        """The conventions the run was made with (:meth:`recorded_kwargs`)."""
+        from ..model_zoo.panoptic_fpn.conventions import CONVENTION_NAMES
+        return {k: v for k, v in self.recorded_kwargs(recorded).items()
+                if k in CONVENTION_NAMES or k == 'preset'}
+
+    def recorded_kwargs(self, saved):
+        """The recorded ``model_kwargs`` with the conventions the run was made with: a record
+        from before conventions were recorded names no preset and ran with the legacy one (see
+        :func:`~gluonpan.model_zoo.panoptic_fpn.conventions.recorded_conventions`)."""
+        from ..model_zoo.panoptic_fpn.conventions import recorded_conventions
+        kwargs = super(PanopticFPNTask, self).recorded_kwargs(saved)
+        if saved:
+            kwargs.update(recorded_conventions(kwargs))
+        return kwargs
+
+    def load_kwargs(self, saved, categories=None):
+        """The run's anchor sizes, and the categories (given, else the run's) of a COCO-format
+        model."""
+        kwargs = super(PanopticFPNTask, self).load_kwargs(saved, categories)
+        if saved.get('anchor_sizes'):
+            kwargs['anchors'] = FPNAnchors(sizes=tuple(int(v) for v in
+                                                       saved['anchor_sizes'].split(',')))
+        return kwargs
+
+    def recorded_options(self, net):
+        return dict(net.conventions)
+
+    def train_transform(self, args, net, dataset):
+        return PanopticTrainTransform(dataset.categories, net.anchors, args.crop, args.scales,
+                                      rpn_target_style=net.conventions['rpn_target_style'])

@@ -34,6 +34,7 @@ NORM_LAYERS = {'frozen': None, 'bn': gluon.nn.BatchNorm}
 #: smallest value of each numeric flag (a float: strictly greater)
 MINIMUMS = {'batch_size': 1, 'epochs': 1, 'num_workers': 0, 'cpu_contexts': 1, 'lr': 0.0,
             'lr_decay': 0.0, 'lr_warmup': 0, 'lr_warmup_factor': 0.0, 'wd': 0, 'momentum': 0,
+            'clip_gradient': 0,
             'log_interval': 0, 'save_interval': 0, 'ckpt_interval': 0, 'val_interval': 0,
             'val_overlays': 0, 'seed': 0}
 #: arguments that describe how a run was started, not the run (left out of args.json)
@@ -64,6 +65,9 @@ def parse_args(arch, argv=None):
     p.add_argument('--lr-min', type=float, default=1e-4, help='final rate of the poly decay')
     p.add_argument('--wd', type=float, default=1e-4)
     p.add_argument('--momentum', type=float, default=0.9)
+    p.add_argument('--clip-gradient', type=float, default=0.,
+                   help='clip every gradient value to +-this (detectron2\'s CLIP_TYPE "value", '
+                        'PanopticFCN\'s 35); 0: no clipping')
     p.add_argument('--crop-size', default='512x1024', help='HxW training crop (multiples of 32)')
     p.add_argument('--scale-range', default='0.5,2.0', help='random rescale range')
     p.add_argument('--norm-layer', choices=sorted(NORM_LAYERS), default='frozen',
@@ -243,7 +247,8 @@ def main(arch, argv=None):
         policy='poly', max_epochs=args.epochs, power=args.lr_power, min_lr=args.lr_min)
     schedule = WarmupStepLR(args.lr, iters_per_epoch, args.lr_warmup, args.lr_warmup_factor,
                             parse_epochs(args.lr_decay_epoch), args.lr_decay, **poly)
-    trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd, args.momentum)
+    trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd, args.momentum,
+                             clip_gradient=args.clip_gradient)
     ckpt = CheckpointManager(args.save_dir, args.model, net, trainer, schedule, args.seed,
                              run_record, ctx=ctx, enabled=rank == 0)
     record = ckpt.load(resume_from or None) if resume_from is not None else None

@@ -11,7 +11,6 @@ from mxnet.gluon.data import DataLoader
 from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
 from ..data.synthetic import ensure_cityscapes, ensure_coco_panoptic
 from ..errors import DataError, UsageError, check_minimums, flag_name, read_json
-from ..model_zoo.panoptic_fpn import predict_panoptic
 from .checkpoint import atomic_write_json
 from .engine import evaluate
 from .metrics import PanopticQuality, format_results
@@ -228,11 +227,12 @@ def add_fusion_args(parser):
                              'Cityscapes/COCO image sizes: scale it with the image area)')
 
 
-def fusion_kwargs(args, saved=None):
+def fusion_kwargs(args, saved=None, defaults=None):
     """Keyword arguments of ``predict_panoptic`` from the flags, else ``saved`` run args, else the
-    reference defaults."""
+    model's ``defaults`` (``net.fusion_defaults``: PanopticFCN's reference thresholds), else
+    :data:`FUSION_DEFAULTS` (the Panoptic FPN references')."""
     value = {}
-    for key, default in FUSION_DEFAULTS.items():
+    for key, default in dict(FUSION_DEFAULTS, **(defaults or {})).items():
         value[key] = next(v for v in (getattr(args, key, None), (saved or {}).get(key), default)
                           if v is not None)
     return dict(score_threshold=value['score_thresh'], overlap_threshold=value['overlap_thresh'],
@@ -240,12 +240,12 @@ def fusion_kwargs(args, saved=None):
 
 
 def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0, progress=None,
-                      predict_fn=predict_panoptic, **thresholds):
+                      predict_fn=None, **thresholds):
     """Predict every image of ``dataset`` (a val-transformed dataset), score it, write files.
 
     Parameters
     ----------
-    net : PanopticFPN
+    net : PanopticFPN or PanopticFCN
         The network on ``ctx``.
     dataset : PanopticDataset
         With :class:`~gluonpan.data.PanopticValTransform`.
@@ -259,10 +259,11 @@ def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0
         How many overlay PNGs to write (the first images).
     num_workers : int
         DataLoader processes reading the images.
-    predict_fn : callable
-        ``predict_fn(net, data, **thresholds) -> (pan_ids, segments_info)``.
+    predict_fn : callable, optional
+        ``predict_fn(net, data, **thresholds) -> (pan_ids, segments_info)``; default the
+        network's own ``net.predict_panoptic(data, **thresholds)``.
     **thresholds
-        Fusion thresholds for :func:`predict_panoptic`.
+        Fusion thresholds of ``predict_panoptic``.
 
     Returns
     -------
@@ -288,6 +289,8 @@ def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0
                         over)
 
     def predict(network, data):
+        if predict_fn is None:
+            return network.predict_panoptic(data, **thresholds)
         return predict_fn(network, data, **thresholds)
 
     loader = DataLoader(dataset, batch_size=1, batchify_fn=val_batchify, num_workers=num_workers)

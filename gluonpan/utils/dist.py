@@ -64,7 +64,7 @@ def create_kvstore(kv_store):
     return kv, kv.rank, kv.num_workers
 
 
-def create_trainer(params, kvstore, lr, wd, momentum=0.9):
+def create_trainer(params, kvstore, lr, wd, momentum=0.9, clip_gradient=0.):
     """SGD with momentum, set up for the engine.
 
     On a distributed kvstore the update runs on the workers (``update_on_kvstore=False``): the
@@ -79,14 +79,20 @@ def create_trainer(params, kvstore, lr, wd, momentum=0.9):
         From :func:`create_kvstore`.
     lr, wd, momentum : float
         Initial learning rate (the engine overrides it each step), weight decay, momentum.
+    clip_gradient : float
+        If > 0, every gradient value is clipped to ``[-clip_gradient, clip_gradient]`` (after
+        the batch-size rescaling, before weight decay: detectron2's ``CLIP_TYPE: value``).
 
     Returns
     -------
     mxnet.gluon.Trainer
     """
     distributed = not isinstance(kvstore, str)
-    return gluon.Trainer(params, 'sgd', {'learning_rate': lr, 'wd': wd, 'momentum': momentum},
-                         kvstore=kvstore, update_on_kvstore=False if distributed else None)
+    options = {'learning_rate': lr, 'wd': wd, 'momentum': momentum}
+    if clip_gradient > 0:
+        options['clip_gradient'] = clip_gradient
+    return gluon.Trainer(params, 'sgd', options, kvstore=kvstore,
+                         update_on_kvstore=False if distributed else None)
 
 
 class _Thread(threading.Thread):

@@ -1,5 +1,5 @@
 """Panoptic FPN: the network, its registered builders, inference and panoptic fusion."""
-from .fusion import combine_instances_and_semantics
+from ...postprocess import combine_instances_and_semantics
 from .inference import pad_input, predict_panoptic
 from .panoptic_fpn import (DEFAULT_LOSS_WEIGHTS, LOSS_NAMES, TRAIN_INPUTS, PanopticFPN,
                            build_panoptic_fpn)

@@ -4,7 +4,8 @@ import numpy as np
 from gluoncv.data.transforms.mask import fill
 
 from ...data.batchify import pad_to_multiple
-from .fusion import combine_instances_and_semantics
+from ...utils.resize import resize_bilinear
+from ...postprocess import combine_instances_and_semantics
 
 __all__ = ['pad_input', 'predict_panoptic', 'resize_bilinear', 'paste_masks_torchvision',
            'paste_masks_detectron2']
@@ -22,25 +23,6 @@ def pad_input(data, divisor=32):
     padded = mx.nd.zeros((B, C, Hp, Wp), ctx=data.context, dtype=data.dtype)
     padded[:, :, :H, :W] = data
     return padded
-
-
-def resize_bilinear(image, height, width):
-    """Bilinear resize of a 2-D float32 array with half-pixel centres (no antialiasing).
-
-    The sampling of ``torch.nn.functional.interpolate(mode='bilinear', align_corners=False)``:
-    output pixel ``i`` reads input ``max((i + 0.5) * n_in / n_out - 0.5, 0)``, edges clamped.
-    """
-    def axis(n_out, n_in):
-        src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) *
-                         np.float32(n_in / n_out) - np.float32(0.5), np.float32(0))
-        lo = np.minimum(src.astype(np.int64), n_in - 1)
-        return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
-
-    y0, y1, fy = axis(height, image.shape[0])
-    x0, x1, fx = axis(width, image.shape[1])
-    top = image[y0][:, x0] * (1 - fx) + image[y0][:, x1] * fx  # (height, width)
-    bottom = image[y1][:, x0] * (1 - fx) + image[y1][:, x1] * fx  # (height, width)
-    return top * (1 - fy[:, None]) + bottom * fy[:, None]
 
 
 def paste_masks_torchvision(probs, boxes, size, threshold=0.5):

@@ -12,7 +12,6 @@ from collections import OrderedDict
 import mxnet as mx
 import numpy as np
 from mxnet import autograd
-from mxnet.gluon import nn
 
 from ...data.categories import IGNORE_LABEL
 from ...nn.anchors import ANCHOR_STYLES, FPNAnchors
@@ -21,6 +20,7 @@ from ...nn.losses import rpn_losses, semantic_loss
 from ...nn.roi_heads import RoIHeads
 from ...nn.rpn import FPNRPN
 from ...nn.semantic_head import SemanticFPNHead
+from ..two_mode import TwoModeNet
 from .conventions import resolve_conventions
 
 __all__ = ['LOSS_NAMES', 'TRAIN_INPUTS', 'DEFAULT_LOSS_WEIGHTS', 'PanopticFPN',
@@ -37,7 +37,7 @@ DEFAULT_LOSS_WEIGHTS = OrderedDict((name, 0.5 if name == 'loss_sem_seg' else 1.)
                                    for name in LOSS_NAMES)
 
 
-class PanopticFPN(nn.HybridBlock):
+class PanopticFPN(TwoModeNet):
     """Panoptic FPN: Mask R-CNN with FPN plus a semantic FPN branch on the shared pyramid.
 
     Modes (``autograd.is_training()`` selects the branch)
@@ -45,9 +45,9 @@ class PanopticFPN(nn.HybridBlock):
     * **training**: ``net(data, gt_boxes, gt_classes, gt_masks, sem_seg, rpn_cls_targets,
       rpn_box_targets, rpn_box_masks)`` (shapes: ``gluonpan`` data contract) returns the six
       *unweighted* losses in :data:`LOSS_NAMES` order, each of shape (1,).  Prefer
-      :meth:`train_losses`, which takes the batch dict and returns an ``OrderedDict`` of the
-      losses times ``net.loss_weights`` (applied outside the graph, so changing a weight needs no
-      rebuild).  Each loss is the mean over the context's batch (see :mod:`gluonpan.nn.losses`), as
+      :meth:`~gluonpan.model_zoo.two_mode.TwoModeNet.train_losses`, which takes the batch dict
+      and returns an ``OrderedDict`` of the losses times ``net.loss_weights`` (applied outside
+      the graph, so changing a weight needs no rebuild).  Each loss is the mean over the context's batch (see :mod:`gluonpan.nn.losses`), as
       ``gluonpan.utils.engine`` expects.
     * **inference**: ``net(data)`` with one image (1, 3, H, W), H and W multiples of 32 (use
       :func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` for any size), or
@@ -88,19 +88,16 @@ class PanopticFPN(nn.HybridBlock):
         ``net.conventions``; ``mask_paste`` is read by ``predict_panoptic``.
     """
 
+    TRAIN_INPUTS = TRAIN_INPUTS
+    LOSS_NAMES = LOSS_NAMES
+
     def __init__(self, backbone, fpn, rpn, roi_heads, sem_seg_head, categories,
                  semantic_mode='separated', loss_weights=None, conventions=None, **kwargs):
-        super(PanopticFPN, self).__init__(**kwargs)
+        super(PanopticFPN, self).__init__(DEFAULT_LOSS_WEIGHTS, loss_weights, **kwargs)
         self.conventions = dict(conventions or {})
-        unknown = set(loss_weights or {}) - set(LOSS_NAMES)
-        if unknown:
-            raise ValueError('unknown loss names {} in loss_weights; valid: {}'
-                             .format(sorted(unknown), LOSS_NAMES))
-        self.loss_weights = OrderedDict(DEFAULT_LOSS_WEIGHTS, **(loss_weights or {}))
         self.categories = categories
         self.semantic_mode = semantic_mode
         self._check_class_counts(roi_heads.num_classes, sem_seg_head.num_classes)
-        self._graph_mode = None
         self.backbone = backbone
         self.fpn = fpn
         self.rpn = rpn
@@ -157,14 +154,7 @@ class PanopticFPN(nn.HybridBlock):
                                                           want[1], self.semantic_mode))
 
     def forward(self, x, *args):
-        """Check NDArray inputs, and rebuild a hybridized graph when the mode changes."""
-        training = autograd.is_training()
-        if isinstance(x, mx.nd.NDArray):
-            self._check_inputs(x, args, training)
-        mode = (training, len(args))
-        if mode != self._graph_mode:
-            self._clear_cached_op()
-            self._graph_mode = mode
+        """:meth:`TwoModeNet.forward`, quiet about the box coder's training-only constants."""
         with warnings.catch_warnings():
             # building the inference graph: the box-target coder's constants are training-only
             warnings.filterwarnings(
@@ -227,28 +217,6 @@ class PanopticFPN(nn.HybridBlock):
         losses += self.roi_heads(x, rois, roi_scores, *feats[:4], gt_boxes, gt_classes, gt_masks)
         return losses + (semantic_loss(F, sem_logits, sem_seg, IGNORE_LABEL),)
 
-    def train_losses(self, batch):
-        """Weighted losses of one per-context training batch.
-
-        Parameters
-        ----------
-        batch : dict
-            NDArrays on one context with the keys :data:`TRAIN_INPUTS` (data contract shapes).
-
-        Returns
-        -------
-        collections.OrderedDict
-            ``{name: (1,) NDArray}`` for :data:`LOSS_NAMES`.  Call inside ``autograd.record()``
-            to back-propagate; the training branch is taken either way.
-        """
-        missing = [k for k in TRAIN_INPUTS if k not in batch]
-        if missing:
-            raise KeyError('training batch lacks {}; it has {}'.format(missing, sorted(batch)))
-        with autograd.train_mode():
-            losses = self(*[batch[k] for k in TRAIN_INPUTS])
-        return OrderedDict((name, loss * self.loss_weights[name])
-                           for name, loss in zip(LOSS_NAMES, losses))
-
     def predict(self, data, image_size=None):
         """Inference outputs ``(ids, scores, boxes, masks, sem_logits)`` of one padded image.
 
@@ -259,6 +227,12 @@ class PanopticFPN(nn.HybridBlock):
             if image_size is None or tuple(image_size) == tuple(data.shape[2:]):
                 return self(data)
             return self(data, mx.nd.zeros((1, 1) + tuple(image_size), ctx=data.context))
+
+    def predict_panoptic(self, data, **thresholds):
+        """:func:`~gluonpan.model_zoo.panoptic_fpn.predict_panoptic` of this net: the panoptic
+        map and segments of one (1, 3, H, W) normalised image of any size."""
+        from .inference import predict_panoptic
+        return predict_panoptic(self, data, **thresholds)
 
     def reset_class(self, categories, reuse_weights=None):
         """Re-target the class-dependent predictors to another category set (fine-tuning).
@@ -284,8 +258,7 @@ class PanopticFPN(nn.HybridBlock):
         _copy_rows(self.roi_heads.mask_head.predictor, old_mask, pairs['thing'])
         _copy_rows(self.sem_seg_head.predictor, old_sem, pairs['semantic'])
         self.categories = categories
-        self._clear_cached_op()
-        self._graph_mode = None
+        self._clear_graph()
 
     def _reuse_pairs(self, new, reuse_weights):
         """Row pairs (new, old) of thing classes and of semantic classes to copy."""

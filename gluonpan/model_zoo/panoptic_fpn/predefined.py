@@ -1,19 +1,13 @@
 """Registered Panoptic FPN models: ``panoptic_fpn_{backbone}_{dataset}``."""
-import os
-
 import mxnet as mx
 
-from ...data.categories import PanopticCategories, cityscapes_categories, coco_categories_from_json
-from ...errors import DataError, UsageError
-from ..builder import get_zoo_model, resnet_v1b_backbone
+from ...data.categories import cityscapes_categories
+from ..builder import (COCO_CATEGORIES_JSON, coco_model_categories, get_zoo_model,
+                       resnet_v1b_backbone)
 from ..model_zoo import keyword_names, register_model
 from .panoptic_fpn import build_panoptic_fpn
 
 __all__ = ['get_panoptic_fpn', 'resnet_v1b_backbone']
-
-#: COCO panoptic's 133 categories (id, name, isthing, color), the default of converted models
-COCO_CATEGORIES_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'data', 'coco_panoptic_categories.json')
 
 
 def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_base=False,
@@ -35,24 +29,6 @@ def get_panoptic_fpn(name, backbone, categories, pretrained=False, pretrained_ba
 #: recipe options of every Panoptic FPN builder (what get_model checks ``**kwargs`` against)
 OPTIONS = (keyword_names(get_panoptic_fpn, build_panoptic_fpn)
            - {'name', 'backbone', 'categories'})
-
-
-def _coco_categories(categories):
-    """The categories of a COCO-format model: COCO panoptic's own (133: 80 things, 53 stuff) or any
-    other set in the COCO panoptic format (a user's data, the synthetic COCO split)."""
-    if categories is None:
-        raise UsageError("COCO-format models take their category ids from the dataset's panoptic "
-                         "JSON: pass categories=dataset.categories, a panoptic JSON path such as "
-                         "'annotations/panoptic_val2017.json', or its 'categories' list")
-    if isinstance(categories, PanopticCategories):
-        return categories
-    if isinstance(categories, (list, tuple)):
-        return PanopticCategories(categories)
-    categories = coco_categories_from_json(categories)
-    if not categories.num_things or not categories.num_stuff:
-        raise DataError('a Panoptic FPN needs thing and stuff categories, got {} and {}'.format(
-            categories.num_things, categories.num_stuff))
-    return categories
 
 
 @register_model(options=OPTIONS)
@@ -84,7 +60,7 @@ def panoptic_fpn_resnet18_v1b_coco(categories=None, **kwargs):
     ``categories``: the dataset's PanopticCategories, its panoptic JSON or its categories list.
     """
     return get_panoptic_fpn('panoptic_fpn_resnet18_v1b_coco', 'resnet18_v1b',
-                            _coco_categories(categories), **kwargs)
+                            coco_model_categories(categories), **kwargs)
 
 
 @register_model(options=OPTIONS)
@@ -95,7 +71,7 @@ def panoptic_fpn_resnet50_v1b_coco(categories=None, **kwargs):
     (ids are COCO's; another COCO-format category set works too).
     """
     return get_panoptic_fpn('panoptic_fpn_resnet50_v1b_coco', 'resnet50_v1b',
-                            _coco_categories(categories), **kwargs)
+                            coco_model_categories(categories), **kwargs)
 
 
 @register_model(options=OPTIONS)
@@ -106,13 +82,13 @@ def panoptic_fpn_resnet101_v1b_coco(categories=None, **kwargs):
     (ids are COCO's; another COCO-format category set works too).
     """
     return get_panoptic_fpn('panoptic_fpn_resnet101_v1b_coco', 'resnet101_v1b',
-                            _coco_categories(categories), **kwargs)
+                            coco_model_categories(categories), **kwargs)
 
 
 def _detectron2_model(name, backbone, categories, kwargs):
     """A Panoptic FPN on an MSRA ResNet with detectron2's conventions unless told otherwise."""
     kwargs.setdefault('preset', 'detectron2')
-    return get_panoptic_fpn(name, backbone, _coco_categories(
+    return get_panoptic_fpn(name, backbone, coco_model_categories(
         COCO_CATEGORIES_JSON if categories is None else categories), **kwargs)
 
 

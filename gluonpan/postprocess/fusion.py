@@ -5,7 +5,7 @@ implementations (Detectron2's ``combine_semantic_and_instance_outputs``).
 """
 import numpy as np
 
-from ...data.categories import OFFSET
+from ..data.categories import OFFSET
 
 __all__ = ['combine_instances_and_semantics']
 
