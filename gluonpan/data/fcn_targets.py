@@ -65,7 +65,7 @@ import numpy as np
 from ..errors import DataError, UsageError
 from ..utils.resize import resize_bilinear
 
-__all__ = ['FCNTargets', 'gaussian_radius', 'gaussian_kernel', 'draw_gaussian', 'mask_boxes',
+__all__ = ['FCNTargets', 'level_shapes', 'level_offsets', 'gaussian_radius', 'gaussian_kernel', 'draw_gaussian', 'mask_boxes',
            'downsample_binary', 'stuff_onehot', 'stuff_level_scores']
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,25 @@ def stuff_level_scores(onehot, height, width):
     return scores
 
 
+def level_shapes(height, width, first_stride=8, num_levels=5):
+    """Feature sizes ``[(h_l, w_l)]`` of the levels P3..P7 for a ``height x width`` input
+    (multiples of 32): the first is ``input / first_stride``, every next one what a 3x3 stride-2
+    pad-1 convolution makes of the previous one, ``ceil(size / 2)`` (exact halves up to P5).
+    The targets, the network's position checks and its post-processing all use this."""
+    shapes = [(height // first_stride, width // first_stride)]
+    while len(shapes) < num_levels:
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+def level_offsets(shapes):
+    """``(L + 1,)`` int64 start of every level of ``shapes`` on the concatenated position axis,
+    the total ``P`` last: level ``l`` occupies positions ``[offsets[l], offsets[l + 1])``."""
+    sizes = [int(h) * int(w) for h, w in shapes]
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 class FCNTargets(object):
     """PanopticFCN targets of one training crop (see the module docstring for the layout).
 
@@ -378,11 +397,7 @@ class FCNTargets(object):
             ``[(h_l, w_l)]`` for P3..P7.
         """
         _check_size(height, width)
-        shapes = [(height // self.strides[0], width // self.strides[0])]
-        while len(shapes) < len(self.strides):
-            h, w = shapes[-1]
-            shapes.append(((h + 1) // 2, (w + 1) // 2))
-        return shapes
+        return level_shapes(height, width, self.strides[0], len(self.strides))
 
     def level_offsets(self, height, width):
         """Start of each level on the concatenated position axis, and ``P`` last.
@@ -392,8 +407,7 @@ class FCNTargets(object):
         list of int
             ``len(strides) + 1`` offsets.
         """
-        sizes = [h * w for h, w in self.level_shapes(height, width)]
-        return [int(v) for v in np.concatenate([[0], np.cumsum(sizes)])]
+        return [int(v) for v in level_offsets(self.level_shapes(height, width))]
 
     def __call__(self, sem_seg, masks, classes):
         """The targets of one crop.

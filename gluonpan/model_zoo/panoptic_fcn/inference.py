@@ -31,6 +31,7 @@ import mxnet as mx
 import numpy as np
 from PIL import Image
 
+from ...data.fcn_targets import level_offsets
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from ...postprocess import combine_instances_and_semantics
 from ...utils.resize import resize_bilinear
@@ -69,23 +70,6 @@ def sigmoid(x):
     x = np.asarray(x, dtype=np.float32)
     with np.errstate(over='ignore'):
         return np.float32(1) / (np.float32(1) + np.exp(-x))
-
-
-def level_offsets(level_shapes):
-    """Start of every level in the concatenated positions, and the total.
-
-    Parameters
-    ----------
-    level_shapes : list of (int, int)
-        ``(h_l, w_l)`` of P3..P7.
-
-    Returns
-    -------
-    np.ndarray
-        ``(L + 1,)`` int64: level ``l`` occupies positions ``[offsets[l], offsets[l + 1])``.
-    """
-    sizes = [int(h) * int(w) for h, w in level_shapes]
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
 def select_level_peaks(centers, top_k, center_thresh):

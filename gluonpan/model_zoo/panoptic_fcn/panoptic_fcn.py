@@ -14,11 +14,13 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ...data.fcn_targets import level_shapes
 from ...errors import UsageError
 from ...nn.fpn import FPN
 from ...nn.kernel_heads import ConvTower, KernelHead, PositionHead
 from ...nn.semantic_head import SemanticFPNHead
 from ..two_mode import TwoModeNet
+from .inference import DEFAULT_INFERENCE_OPTIONS
 from .kernels import (embed, flatten_levels, guided_thing_kernels, level_weights, peak_scores,
                       position_losses, region_kernels, stuff_mask_loss, stuff_statistics,
                       thing_mask_loss)
@@ -47,16 +49,6 @@ PRESETS = OrderedDict([
     ('fast512', (0.2, 0.1, 3, (512, 854))),
     ('fast600', (0.2, 0.1, 5, (600, 1000))),
 ])
-
-
-def level_shapes(height, width, num_levels=5):
-    """(h, w) of P3..P7 for a (height, width) input, multiples of 32: P3 is 1/8, each coarser
-    level ``ceil`` of half the previous (3x3 stride-2 convolutions with padding 1)."""
-    shapes = [(height // 8, width // 8)]
-    while len(shapes) < num_levels:
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-    return shapes
 
 
 class PanopticFCN(TwoModeNet):
@@ -232,9 +224,9 @@ class PanopticFCN(TwoModeNet):
 def build_panoptic_fcn(backbone, categories, fpn_channels=256, head_channels=256, head_convs=3,
                        semantic_channels=256, encoder_channels=64, encoder_convs=3, deform=True,
                        num_positives=None, loss_weights=None, preset='default',
-                       center_thresh=None, stuff_thresh=None, center_top_num=100,
-                       mask_thresh=0.4, similarity_thresh=0.9, class_specific=True,
-                       score_threshold=0.2, overlap_threshold=0.5, stuff_area_threshold=4096,
+                       center_thresh=None, stuff_thresh=None, center_top_num=None,
+                       mask_thresh=None, similarity_thresh=None, class_specific=None,
+                       score_threshold=None, overlap_threshold=None, stuff_area_threshold=None,
                        test_size=None):
     """Assemble a :class:`PanopticFCN`; the keyword defaults are the reference's
     (``panopticfcn/config.py`` and ``configs/PanopticFCN-R50-1x.yaml``).
@@ -263,11 +255,12 @@ def build_panoptic_fcn(backbone, categories, fpn_channels=256, head_channels=256
     center_thresh, stuff_thresh : float, optional
         Centre and stuff-region score thresholds; default the preset's.
     center_top_num, mask_thresh, similarity_thresh, class_specific
-        At most ``center_top_num`` things (half of them per level before fusion), mask
-        binarisation 0.4, kernel fusion at cosine similarity 0.9 within a class.
+        At most ``center_top_num`` things (100; half of them per level before fusion), mask
+        binarisation 0.4, kernel fusion at cosine similarity 0.9 within a class; None takes
+        :data:`~gluonpan.model_zoo.panoptic_fcn.inference.DEFAULT_INFERENCE_OPTIONS`.
     score_threshold, overlap_threshold, stuff_area_threshold
-        The panoptic fusion's (reference COMBINE: 0.2, 0.5, 4096); the eval / demo flags
-        override them.
+        The panoptic fusion's (reference COMBINE: 0.2, 0.5, 4096; None takes the defaults); the
+        eval / demo flags override them.
     test_size : tuple of int, optional
         ``(short side, max side)`` the image is resized to at test time; default the preset's
         (None: the image as it is).
@@ -280,13 +273,14 @@ def build_panoptic_fcn(backbone, categories, fpn_channels=256, head_channels=256
                    semantic_channels=semantic_channels, encoder_channels=encoder_channels,
                    encoder_convs=encoder_convs,
                    num_positives=p_positives if num_positives is None else num_positives)
-    inference = dict(center_thresh=p_center if center_thresh is None else center_thresh,
-                     stuff_thresh=p_stuff if stuff_thresh is None else stuff_thresh,
-                     center_top_num=center_top_num, mask_thresh=mask_thresh,
-                     similarity_thresh=similarity_thresh, class_specific=class_specific,
-                     score_threshold=score_threshold, overlap_threshold=overlap_threshold,
-                     stuff_area_threshold=stuff_area_threshold,
+    given = dict(center_thresh=center_thresh, stuff_thresh=stuff_thresh,
+                 center_top_num=center_top_num, mask_thresh=mask_thresh,
+                 similarity_thresh=similarity_thresh, class_specific=class_specific,
+                 score_threshold=score_threshold, overlap_threshold=overlap_threshold,
+                 stuff_area_threshold=stuff_area_threshold)
+    inference = dict(DEFAULT_INFERENCE_OPTIONS, center_thresh=p_center, stuff_thresh=p_stuff,
                      test_size=tuple(test_size) if test_size is not None else p_size)
+    inference.update((k, v) for k, v in given.items() if v is not None)
     fpn = FPN(backbone.out_channels, fpn_channels, top='p6p7')
     semantic_fpn = SemanticFPNHead(None, fpn_channels, semantic_channels, 32, fpn.strides[:4],
                                    prefix='semantic_fpn_')
