@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     'cityscapesscripts==2.3.0',
     'Pillow',
     'tqdm',
+    'matplotlib==3.10.9',
     'scipy==1.15.3',
     'pandas==2.3.3',
     'numba==0.58.1',

@@ -9,17 +9,17 @@ import os
 
 from ..errors import ArgumentParser, DataError, InputError
 from ..tasks import get_task
-from ..utils.cli import add_model_args, check_pretrained, load_model, parse_ctx, run_args
+from ..utils.cli import (add_model_args, apply_run_config, check_pretrained, load_model,
+                         parse_ctx, run_args)
 from ..utils.logger import setup_logger
 
-__all__ = ['main', 'parse_args', 'list_images']
+__all__ = ['main', 'parse_args', 'make_parser', 'list_images']
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
-def parse_args(arch, argv=None):
-    """Command line of the demo of architecture ``arch`` -> checked arguments (``args.task``)."""
-    task = get_task(arch)
+def make_parser(task):
+    """The flags of the demo program of ``task`` (a :mod:`~gluonpan.tasks` object)."""
     p = ArgumentParser(description='{} demo.'.format(task.title))
     add_model_args(p)
     p.add_argument('--dataset', choices=sorted(task.datasets), default=None,
@@ -29,6 +29,16 @@ def parse_args(arch, argv=None):
     p.add_argument('--out-dir', default='demo_out')
     p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")
     task.add_demo_args(p)
+    return p
+
+
+def parse_args(arch, argv=None):
+    """Command line (with the ``--config`` recipe's defaults, :func:`~gluonpan.utils.cli.
+    apply_run_config`) of the demo of architecture ``arch`` -> checked arguments
+    (``args.task``)."""
+    task = get_task(arch)
+    p = make_parser(task)
+    apply_run_config(p, argv, task)
     args = p.parse_args(argv)
     check_pretrained(p, args, task)
     missing = [path for path in args.images if not os.path.exists(path)]

@@ -15,17 +15,15 @@ import cv2
 
 from ..errors import ArgumentParser, UsageError
 from ..tasks import get_task
-from ..utils.cli import (add_dataset_args, add_model_args, check_minimums, check_pretrained,
-                         load_model, parse_ctx, run_args)
+from ..utils.cli import (add_dataset_args, add_model_args, apply_run_config, check_minimums,
+                         check_pretrained, load_model, parse_ctx, run_args)
 from ..utils.logger import setup_logger
 
-__all__ = ['main', 'parse_args']
+__all__ = ['main', 'parse_args', 'make_parser']
 
 
-def parse_args(arch, argv=None):
-    """Command line of the evaluation of architecture ``arch`` -> checked arguments
-    (``args.task`` is its :mod:`~gluonpan.tasks` object)."""
-    task = get_task(arch)
+def make_parser(task):
+    """The flags of the eval program of ``task`` (a :mod:`~gluonpan.tasks` object)."""
     p = ArgumentParser(description='Evaluate {}.'.format(task.title))
     add_model_args(p)
     add_dataset_args(p, task.datasets)
@@ -36,6 +34,16 @@ def parse_args(arch, argv=None):
     p.add_argument('--overlays', type=int, default=8, help='overlay PNGs to write')
     task.add_eval_args(p)
     p.add_argument('--no-hybridize', action='store_true')
+    return p
+
+
+def parse_args(arch, argv=None):
+    """Command line (with the ``--config`` recipe's defaults, :func:`~gluonpan.utils.cli.
+    apply_run_config`) of the evaluation of architecture ``arch`` -> checked arguments
+    (``args.task`` is its :mod:`~gluonpan.tasks` object)."""
+    task = get_task(arch)
+    p = make_parser(task)
+    apply_run_config(p, argv, task)
     args = p.parse_args(argv)
     check_minimums(p, args, {'num_workers': 0, 'overlays': 0})
     check_pretrained(p, args, task)

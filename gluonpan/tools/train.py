@@ -5,6 +5,10 @@ periodic validation with the task's metric (PQ, mIoU).
 (mid-epoch too, and an interrupted validation is run again); it is an error when there is none.
 ``--resume auto`` resumes if there is a checkpoint and starts fresh otherwise; ``--resume FILE``
 takes one checkpoint.  Without ``--resume`` a ``--save-dir`` that holds a run is refused.
+
+Besides its checkpoints and ``val_history.jsonl``, the run folder holds ``losses.jsonl`` (the
+named losses per logged interval) and ``curves.png`` (losses and validation scores, redrawn after
+every validation and at the end; :mod:`gluonpan.utils.plots`).
 """
 import mxnet as mx  # noqa: I001  (first: it turns a parameter-server process into a server)
 
@@ -27,8 +31,9 @@ from ..utils.dist import KVSTORES, create_kvstore, create_trainer
 from ..utils.engine import fit
 from ..utils.logger import setup_logger
 from ..utils.lr_scheduler import WarmupStepLR, parse_epochs
+from ..utils.plots import LOSSES_FILE, LossHistory, update_plot
 
-__all__ = ['main', 'parse_args']
+__all__ = ['main', 'parse_args', 'make_parser']
 
 NORM_LAYERS = {'frozen': None, 'bn': gluon.nn.BatchNorm}
 #: smallest value of each numeric flag (a float: strictly greater)
@@ -41,10 +46,9 @@ MINIMUMS = {'batch_size': 1, 'epochs': 1, 'num_workers': 0, 'cpu_contexts': 1, '
 VOLATILE_ARGS = ('resume', 'debug', 'task')
 
 
-def parse_args(arch, argv=None):
-    """Command line (with ``--config`` defaults) of architecture ``arch`` -> checked arguments
-    (``args.task`` is its :mod:`~gluonpan.tasks` object)."""
-    task = get_task(arch)
+def make_parser(task):
+    """The flags of the train program of ``task`` (a :mod:`~gluonpan.tasks` object), with its
+    recipe defaults."""
     p = ArgumentParser(description='Train {}.'.format(task.title))
     p.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
     add_dataset_args(p, task.datasets)
@@ -95,6 +99,14 @@ def parse_args(arch, argv=None):
                    help='JSON file of flag defaults (a recipe, e.g. scripts/panoptic/configs/'
                         'synthetic_quick.json); flags given on the command line win')
     p.set_defaults(**task.train_defaults)
+    return p
+
+
+def parse_args(arch, argv=None):
+    """Command line (with ``--config`` defaults) of architecture ``arch`` -> checked arguments
+    (``args.task`` is its :mod:`~gluonpan.tasks` object)."""
+    task = get_task(arch)
+    p = make_parser(task)
     apply_config(p, argv)
     args = p.parse_args(argv)
     check_minimums(p, args, MINIMUMS)
@@ -255,6 +267,8 @@ def main(arch, argv=None):
     sampler.seed = ckpt.seed  # a resumed run keeps its saved seed for the data order too
     start = (record['epoch'], record['iteration']) if record else (0, 0)
     history = ValidationHistory(os.path.join(args.save_dir, 'val_history.jsonl'))
+    losses = LossHistory(os.path.join(args.save_dir, LOSSES_FILE), args.log_interval,
+                         start) if rank == 0 else None
 
     def validate(epoch):
         """The task's metric on the val split (files and overlays after the last epoch); its
@@ -264,15 +278,18 @@ def main(arch, argv=None):
                             if last else None, overlays=args.val_overlays if last else 0)
         history.record(epoch, task.history(res))
         logging.info('[Epoch %d] validation %s', epoch + 1, task.summary(res))
+        update_plot(args.save_dir)
 
     fit(net, trainer, make_loader, ctx, schedule, args.epochs, *start, checkpoint=ckpt,
         save_interval=args.save_interval, val_fn=validate if rank == 0 else None,
         val_interval=args.val_interval, val_done=history.done, seed=ckpt.seed, rank=rank,
-        num_workers=num_workers, log_interval=args.log_interval, ckpt_interval=args.ckpt_interval)
+        num_workers=num_workers, log_interval=args.log_interval, ckpt_interval=args.ckpt_interval,
+        loss_history=losses)
     if rank == 0:
         final = os.path.join(args.save_dir, '{}-final.params'.format(args.model))
         atomic_write(final, net.save_parameters)
         logging.info('final weights: %s', final)
+        update_plot(args.save_dir)
     return net
 
 

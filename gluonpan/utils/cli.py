@@ -20,8 +20,9 @@ from .visualize import panoptic_overlay
 __all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset',
            'dataset_root', 'ensure_synthetic', 'generate_synthetic',
            'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
-           'fusion_kwargs', 'apply_config', 'check_minimums', 'parse_model_kwargs', 'flag_name',
-           'check_pretrained', 'json_kwargs', 'parse_numbers']
+           'fusion_kwargs', 'apply_config', 'apply_run_config', 'program_flags',
+           'check_minimums', 'parse_model_kwargs', 'flag_name', 'check_pretrained', 'json_kwargs',
+           'parse_numbers']
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +63,79 @@ def parse_ctx(gpus, cpu_contexts=1):
     return [mx.gpu(int(i)) for i in ids]
 
 
-def apply_config(parser, argv):
+def apply_config(parser, argv, known=None, skip=()):
     """Make the keys of ``--config FILE`` (a JSON object of flag destinations) the parser's
-    defaults, so that flags given on the command line win; bad files are usage errors."""
+    defaults, so that flags given on the command line win; bad files are usage errors.
+
+    Parameters
+    ----------
+    parser : ArgumentParser
+        With a ``--config`` flag.
+    argv : list of str or None
+        The command line.
+    known : set of str, optional
+        Every key a config may hold (eval / demo: :func:`program_flags`, the flags of the
+        architecture's train, eval and demo programs); default the parser's flags.  A key of
+        ``known`` that is no flag of ``parser`` is ignored (a training recipe's ``lr`` in eval);
+        a key outside ``known`` is a usage error naming it and the file.
+    skip : iterable of str
+        Flags of ``parser`` a config does not set: another meaning here (the training run's
+        ``save_dir``), or what a run record decides (:func:`apply_run_config`).
+
+    Returns
+    -------
+    dict
+        The keys applied and their values (``{}`` without ``--config``).
+    """
     config = parser.parse_known_args(argv)[0].config
     if not config:
-        return
+        return {}
     defaults = read_json(config, '--config file', error=UsageError)
     if not isinstance(defaults, dict):
         parser.error('--config {}: expected a JSON object of flag values, got {}'.format(
             config, type(defaults).__name__))
-    unknown = sorted(set(defaults) - {a.dest for a in parser._actions} - {'config'})
+    flags = {a.dest for a in parser._actions} - {'config'}
+    unknown = sorted(set(defaults) - flags - set(known or ()) - {'config'})
     if unknown:
         parser.error('--config {}: unknown keys {}'.format(config, unknown))
-    parser.set_defaults(**{k: json.dumps(v) if k == 'model_kwargs' and not isinstance(v, str)
-                           else v for k, v in defaults.items()})
+    applied = {k: json.dumps(v) if k == 'model_kwargs' and not isinstance(v, str) else v
+               for k, v in defaults.items() if k in flags and k not in skip}
+    ignored = sorted(set(defaults) - set(applied) - {'config'})
+    if ignored:
+        logger.info('--config %s: not used here: %s', config, ', '.join(ignored))
+    parser.set_defaults(**applied)
+    return applied
+
+
+#: flags of eval / demo that a training recipe (--config) does not set: the run folder of training
+#: is not where eval writes
+CONFIG_NOT_TAKEN = ('save_dir',)
+#: flags of eval / demo whose value the run's args.json beside --pretrained decides when it records
+#: them (what the run used: a recipe value overridden on the training command line is recorded
+#: there), so a --config gives them only to weights without that record
+RECORDED_FLAGS = ('dataset', 'dataset_root', 'synthetic_size', 'synthetic_train', 'synthetic_val',
+                  'model_kwargs', 'score_thresh', 'overlap_thresh', 'stuff_area')
+
+
+def apply_run_config(parser, argv, task):
+    """``--config`` of eval / demo: a training recipe of ``task``'s architecture, applied by
+    :func:`apply_config`.  Precedence: the command line, then what the run's ``args.json`` beside
+    ``--pretrained`` records of :data:`RECORDED_FLAGS`, then the config, then the defaults; keys
+    only another program has (``lr``, ``epochs`` ...) and :data:`CONFIG_NOT_TAKEN` are ignored, a
+    key no program has is a usage error.  Returns the keys applied."""
+    given = parser.parse_known_args(argv)[0]
+    if not given.config:
+        return {}
+    recorded = [k for k in RECORDED_FLAGS if k in run_args(given.pretrained)]
+    return apply_config(parser, argv, program_flags(task), CONFIG_NOT_TAKEN + tuple(recorded))
+
+
+def program_flags(task):
+    """The flag destinations of the train, eval and demo programs of ``task``'s architecture
+    (a :mod:`~gluonpan.tasks` object): every key a ``--config`` may hold."""
+    from ..tools import demo, evaluate, train  # the programs (they import this module)
+    return {a.dest for program in (train, evaluate, demo)
+            for a in program.make_parser(task)._actions}
 
 
 def parse_numbers(parser, flag, text, sep, kind, count=None):
@@ -315,6 +374,11 @@ def add_model_args(parser):
     parser.add_argument('--model-kwargs', default=None,
                         help='JSON model options, on top of those the training run recorded in '
                              'its args.json (its recipe and conventions)')
+    parser.add_argument('--config', default=None,
+                        help='the JSON recipe the model was trained with (train\'s --config): its '
+                             'keys that are flags here are defaults; the command line wins, and '
+                             'so does what the run\'s args.json records of the model and its '
+                             'data; keys only training has (lr, epochs ...) are ignored')
 
 
 def check_pretrained(parser, args, task=None):

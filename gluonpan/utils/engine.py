@@ -136,7 +136,7 @@ def _train_step(net, trainer, batch, ctx_list, num_workers, epoch, iteration):
 
 def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_batch=0,
                     num_batches=None, seed=0, rank=0, num_workers=1, log_interval=10,
-                    checkpoint=None, ckpt_interval=0, progress=None):
+                    checkpoint=None, ckpt_interval=0, progress=None, loss_history=None):
     """Train over the (remaining) batches of one epoch, data-parallel over ``ctx_list``.
 
     Each step: set the learning rate, re-seed every generator, split the batch over the contexts,
@@ -174,10 +174,11 @@ def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_b
     ckpt_interval : int, default 0
     progress : bool, optional
         tqdm progress bar; default: only on a terminal.
-    gt_keys : tuple of str
-        The sample keys of the ground-truth map ((H, W)) and of its segment list (``None``: the
-        metric gets ``None``): panoptic ``('pan_ids', 'segments_info')``, semantic
-        ``('sem_seg', None)``.
+    loss_history : LossHistory, optional
+        The run's record of the losses (:class:`~gluonpan.utils.plots.LossHistory`):
+        ``loss_history.add(epoch, iteration, num_batches, losses)`` after every step and
+        ``loss_history.commit()`` right before every checkpoint, so that what a checkpoint holds
+        is on record.
 
     Returns
     -------
@@ -199,6 +200,8 @@ def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_b
             trainer.set_learning_rate(lr)
             _seed_all(step_seed(seed, epoch, i, rank))
             losses, batch_size = _train_step(net, trainer, batch, ctx_list, num_workers, epoch, i)
+            if loss_history is not None:
+                loss_history.add(epoch, i, num_batches, losses)
             steps += 1
             window_steps += 1
             window_samples += batch_size
@@ -215,14 +218,23 @@ def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_b
                 window, window_steps, window_samples, tic = OrderedDict(), 0, 0, time.time()
             if checkpoint is not None and ckpt_interval and (i + 1) % ckpt_interval == 0 \
                     and i + 1 < num_batches:
-                checkpoint.save(epoch, i + 1, epoch * num_batches + i + 1)
+                _save(checkpoint, loss_history, epoch, i + 1, epoch * num_batches + i + 1)
     means = OrderedDict((k, v / max(steps, 1)) for k, v in sums.items())
     logger.info('[Epoch %d] done %d iterations: %s', epoch, steps, _format_losses(means))
     return means
 
 
+def _save(checkpoint, loss_history, epoch, iteration, global_step, keep=False):
+    """Commit the loss record (when there is one), then save the checkpoint: the record then
+    covers every step the checkpoint holds, and a resumed run drops the steps after it."""
+    if loss_history is not None:
+        loss_history.commit()
+    checkpoint.save(epoch, iteration, global_step, keep=keep)
+
+
 def fit(net, trainer, make_loader, ctx_list, lr_scheduler, epochs, start_epoch=0, start_batch=0,
-        checkpoint=None, save_interval=0, val_fn=None, val_interval=1, val_done=None, **kwargs):
+        checkpoint=None, save_interval=0, val_fn=None, val_interval=1, val_done=None,
+        loss_history=None, **kwargs):
     """Train from ``(start_epoch, start_batch)`` to the end of epoch ``epochs - 1``.
 
     After every epoch a checkpoint is saved (a numbered one that is never pruned every
@@ -247,6 +259,9 @@ def fit(net, trainer, make_loader, ctx_list, lr_scheduler, epochs, start_epoch=0
     val_done : callable, optional
         ``val_done(epoch) -> bool``: the validation after 0-based ``epoch`` was recorded (e.g. its
         line is in the validation history).  Default: assume it was.
+    loss_history : LossHistory, optional
+        The run's record of the losses, kept as :func:`train_one_epoch` says (committed before the
+        checkpoint at the end of every epoch too).
     **kwargs
         Passed to :func:`train_one_epoch` (``seed``, ``rank``, ``num_workers``, ``log_interval``,
         ``ckpt_interval``, ``progress``); ``net``, ``trainer``, ``ctx_list`` and ``lr_scheduler``
@@ -266,11 +281,11 @@ def fit(net, trainer, make_loader, ctx_list, lr_scheduler, epochs, start_epoch=0
         num_batches = start_batch + len(loader)
         train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler,
                         start_batch=start_batch, num_batches=num_batches, checkpoint=checkpoint,
-                        **kwargs)
+                        loss_history=loss_history, **kwargs)
         start_batch = 0
         if checkpoint is not None:
             keep = bool(save_interval) and (epoch + 1) % save_interval == 0
-            checkpoint.save(epoch + 1, 0, (epoch + 1) * num_batches, keep=keep)
+            _save(checkpoint, loss_history, epoch + 1, 0, (epoch + 1) * num_batches, keep=keep)
         if due(epoch):
             val_fn(epoch)
 
