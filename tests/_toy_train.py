@@ -92,6 +92,8 @@ def parse_args(argv=None):
     p.add_argument('--num-workers', type=int, default=0, help='DataLoader processes')
     p.add_argument('--lr', type=float, default=0.1)
     p.add_argument('--wd', type=float, default=1e-4)
+    p.add_argument('--optimizer', default='sgd')
+    p.add_argument('--clip-grad-norm', type=float, default=0.)
     p.add_argument('--lr-warmup', type=int, default=5)
     p.add_argument('--lr_decay_epoch', default='2')
     p.add_argument('--seed', type=int, default=0)
@@ -130,7 +132,8 @@ def main(argv=None):
 
     schedule = WarmupStepLR(args.lr, len(sampler) // args.batch_size, args.lr_warmup,
                             decay_epochs=parse_epochs(args.lr_decay_epoch))
-    trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd)
+    trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd,
+                             optimizer=args.optimizer, clip_global_norm=args.clip_grad_norm)
     ckpt = CheckpointManager(args.save_dir, 'toy', net, trainer, schedule, args.seed, vars(args),
                              ctx=ctx, enabled=rank == 0)
     record = ckpt.load() if args.resume else None

@@ -27,7 +27,7 @@ from ..utils.checkpoint import (CheckpointManager, ValidationHistory, atomic_wri
                                 atomic_write_json, checkpoint_records, remove_temp_files)
 from ..utils.cli import (add_dataset_args, apply_config, check_minimums, parse_ctx,
                          parse_model_kwargs, parse_numbers)
-from ..utils.dist import KVSTORES, create_kvstore, create_trainer
+from ..utils.dist import KVSTORES, OPTIMIZERS, create_kvstore, create_trainer
 from ..utils.engine import fit
 from ..utils.logger import setup_logger
 from ..utils.lr_scheduler import WarmupStepLR, parse_epochs
@@ -39,7 +39,7 @@ NORM_LAYERS = {'frozen': None, 'bn': gluon.nn.BatchNorm}
 #: smallest value of each numeric flag (a float: strictly greater)
 MINIMUMS = {'batch_size': 1, 'epochs': 1, 'num_workers': 0, 'cpu_contexts': 1, 'lr': 0.0,
             'lr_decay': 0.0, 'lr_warmup': 0, 'lr_warmup_factor': 0.0, 'wd': 0, 'momentum': 0,
-            'clip_gradient': 0,
+            'clip_gradient': 0, 'clip_grad_norm': 0,
             'log_interval': 0, 'save_interval': 0, 'ckpt_interval': 0, 'val_interval': 0,
             'val_overlays': 0, 'seed': 0}
 #: arguments that describe how a run was started, not the run (left out of args.json)
@@ -69,6 +69,12 @@ def make_parser(task):
     p.add_argument('--lr-min', type=float, default=1e-4, help='final rate of the poly decay')
     p.add_argument('--wd', type=float, default=1e-4)
     p.add_argument('--momentum', type=float, default=0.9)
+    p.add_argument('--optimizer', choices=OPTIMIZERS, default='sgd',
+                   help='sgd (with --momentum) or adamw (PyTorch\'s AdamW, betas 0.9/0.999, '
+                        'decoupled --wd; the query-based models\' recipes)')
+    p.add_argument('--clip-grad-norm', type=float, default=0.,
+                   help='scale the gradients to a global L2 norm of at most this (torch\'s '
+                        'clip_grad_norm_, Panoptic SegFormer\'s 0.1); 0: no clipping')
     p.add_argument('--clip-gradient', type=float, default=0.,
                    help='clip every gradient value to +-this (detectron2\'s CLIP_TYPE "value", '
                         'PanopticFCN\'s 35); 0: no clipping')
@@ -260,7 +266,8 @@ def main(arch, argv=None):
     schedule = WarmupStepLR(args.lr, iters_per_epoch, args.lr_warmup, args.lr_warmup_factor,
                             parse_epochs(args.lr_decay_epoch), args.lr_decay, **poly)
     trainer = create_trainer(net.collect_params(), kvstore, args.lr, args.wd, args.momentum,
-                             clip_gradient=args.clip_gradient)
+                             clip_gradient=args.clip_gradient, optimizer=args.optimizer,
+                             clip_global_norm=args.clip_grad_norm)
     ckpt = CheckpointManager(args.save_dir, args.model, net, trainer, schedule, args.seed,
                              run_record, ctx=ctx, enabled=rank == 0)
     record = ckpt.load(resume_from or None) if resume_from is not None else None

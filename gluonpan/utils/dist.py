@@ -29,13 +29,17 @@ import mxnet as mx
 from dmlc_tracker import tracker
 from mxnet import gluon
 
-__all__ = ['KVSTORES', 'create_kvstore', 'create_trainer', 'patch_dmlc_tracker', 'main']
+from . import optim  # noqa: F401  (registers the 'adamw' optimizer)
+
+__all__ = ['KVSTORES', 'OPTIMIZERS', 'create_kvstore', 'create_trainer', 'patch_dmlc_tracker', 'main']
 
 logger = logging.getLogger(__name__)
 
 #: ``--kv-store`` values the engine supports (async would need the optimizer on the servers, where
 #: the engine's per-step ``set_learning_rate`` and ``save_states`` cannot reach it)
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
+#: ``--optimizer`` values: MXNet's SGD with momentum, our AdamW (:mod:`gluonpan.utils.optim`)
+OPTIMIZERS = ('sgd', 'adamw')
 
 
 def create_kvstore(kv_store):
@@ -64,8 +68,9 @@ def create_kvstore(kv_store):
     return kv, kv.rank, kv.num_workers
 
 
-def create_trainer(params, kvstore, lr, wd, momentum=0.9, clip_gradient=0.):
-    """SGD with momentum, set up for the engine.
+def create_trainer(params, kvstore, lr, wd, momentum=0.9, clip_gradient=0., optimizer='sgd',
+                   clip_global_norm=0.):
+    """SGD with momentum (or AdamW), set up for the engine.
 
     On a distributed kvstore the update runs on the workers (``update_on_kvstore=False``): the
     servers only sum gradients, so every worker applies the same update, and the learning rate the
@@ -78,21 +83,37 @@ def create_trainer(params, kvstore, lr, wd, momentum=0.9, clip_gradient=0.):
     kvstore : str or mxnet.kvstore.KVStore
         From :func:`create_kvstore`.
     lr, wd, momentum : float
-        Initial learning rate (the engine overrides it each step), weight decay, momentum.
+        Initial learning rate (the engine overrides it each step), weight decay, momentum (SGD
+        only).
     clip_gradient : float
         If > 0, every gradient value is clipped to ``[-clip_gradient, clip_gradient]`` (after
         the batch-size rescaling, before weight decay: detectron2's ``CLIP_TYPE: value``).
+    optimizer : {'sgd', 'adamw'}
+        ``'adamw'``: :class:`gluonpan.utils.optim.AdamW` (PyTorch's AdamW, betas 0.9 / 0.999,
+        epsilon 1e-8, decoupled ``wd``).
+    clip_global_norm : float
+        If > 0, the engine scales the gradients so that their global L2 norm is at most this
+        (``torch.nn.utils.clip_grad_norm_``, :func:`gluonpan.utils.optim.clip_global_norm`),
+        stored as ``trainer.clip_global_norm``.  The update then runs on the workers
+        (``update_on_kvstore=False``), since the norm is taken over the summed gradients.
 
     Returns
     -------
     mxnet.gluon.Trainer
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError('optimizer must be one of {}, got {!r}'.format(OPTIMIZERS, optimizer))
     distributed = not isinstance(kvstore, str)
-    options = {'learning_rate': lr, 'wd': wd, 'momentum': momentum}
+    options = {'learning_rate': lr, 'wd': wd}
+    if optimizer == 'sgd':
+        options['momentum'] = momentum
     if clip_gradient > 0:
         options['clip_gradient'] = clip_gradient
-    return gluon.Trainer(params, 'sgd', options, kvstore=kvstore,
-                         update_on_kvstore=False if distributed else None)
+    trainer = gluon.Trainer(params, optimizer, options, kvstore=kvstore,
+                            update_on_kvstore=False if distributed or clip_global_norm > 0
+                            else None)
+    trainer.clip_global_norm = clip_global_norm
+    return trainer
 
 
 class _Thread(threading.Thread):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..data.batchify import split_and_load
 from ..errors import InputError
+from .optim import clip_global_norm
 
 __all__ = ['NonFiniteLossError', 'step_seed', 'train_one_epoch', 'fit', 'evaluate']
 
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(InputError, FloatingPointError):
-    """A loss became NaN or infinite; training stopped before the step was applied.
+    """A loss (or, with ``trainer.clip_global_norm``, the gradient norm, logged as ``grad_norm``)
+    became NaN or infinite; training stopped before the step was applied.
 
     An :class:`~gluonpan.errors.InputError` (exit status 1 from a script): the usual causes are the
     data or the recipe (learning rate), and the step is logged with every loss before it is raised.
@@ -130,7 +132,18 @@ def _train_step(net, trainer, batch, ctx_list, num_workers, epoch, iteration):
         logger.error('%s; stopping, the last checkpoint is left as it was', err)
         raise err
     _init_trainer(trainer)
-    trainer.step(sum(sizes) * num_workers)
+    total = sum(sizes) * num_workers
+    max_norm = getattr(trainer, 'clip_global_norm', 0)
+    if max_norm:
+        trainer.allreduce_grads()
+        norm = clip_global_norm(trainer, max_norm, total)
+        if not math.isfinite(norm):
+            err = NonFiniteLossError(epoch, iteration, OrderedDict(losses, grad_norm=norm))
+            logger.error('%s; stopping, the last checkpoint is left as it was', err)
+            raise err
+        trainer.update(total)
+    else:
+        trainer.step(total)
     return losses, sum(sizes)
 
 
@@ -143,7 +156,9 @@ def train_one_epoch(net, trainer, loader, ctx_list, epoch, lr_scheduler, start_b
     ``net.train_losses`` per context inside ``autograd.record()``, backward of the summed losses
     (each context's weighted by its sample count, so any split gives the same gradient), a check that
     every loss is finite, then ``trainer.step(B * num_workers)`` with ``B`` the local batch size
-    (workers of a distributed job must have equal batch sizes).
+    (workers of a distributed job must have equal batch sizes); with ``trainer.clip_global_norm``
+    (:func:`~gluonpan.utils.dist.create_trainer`) the step is ``allreduce_grads``, clipping by the
+    global norm (a non-finite norm stops the run like a non-finite loss), ``update``.
 
     Parameters
     ----------
