@@ -277,13 +277,15 @@ FUSION_DEFAULTS = {'score_thresh': 0.5, 'overlap_thresh': 0.5, 'stuff_area': 409
 def add_fusion_args(parser):
     """Panoptic fusion thresholds; unset ones come from the training run, else the references."""
     parser.add_argument('--score-thresh', type=float, default=None,
-                        help='instance score threshold (default 0.5)')
+                        help='instance score threshold (default: the training run\'s, else the '
+                             'model\'s reference value: Panoptic FPN 0.5, PanopticFCN 0.2)')
     parser.add_argument('--overlap-thresh', type=float, default=None,
                         help='drop an instance when more than this fraction of it is already '
-                             'taken (default 0.5)')
+                             'taken (default: the run\'s, else the reference\'s 0.5)')
     parser.add_argument('--stuff-area', type=int, default=None,
-                        help='smallest stuff region kept, in pixels (default 4096, for '
-                             'Cityscapes/COCO image sizes: scale it with the image area)')
+                        help='smallest stuff region kept, in pixels (default: the run\'s, else '
+                             'the reference\'s 4096, for Cityscapes/COCO image sizes: scale it '
+                             'with the image area)')
 
 
 def fusion_kwargs(args, saved=None, defaults=None):
