@@ -9,9 +9,11 @@ from .categories import IGNORE_LABEL
 __all__ = ['train_batchify', 'val_batchify', 'split_and_load', 'pad_to_multiple']
 
 _SHARED = mx.Context('cpu_shared', 0)
-#: per-slot targets (PanopticFCN's (level, instance) slots): padded to the batch's largest count
-#: (at least 1) along their first axis with these values
-SLOT_KEYS = {'inst_masks': 0, 'inst_guide': 0, 'inst_classes': -1}
+#: per-slot targets: padded to the batch's largest count (at least 1) along their first axis with
+#: these values; PanopticFCN's (level, instance) slots and Panoptic SegFormer's things (a class of
+#: -1 marks a padded slot in both)
+SLOT_KEYS = {'inst_masks': 0, 'inst_guide': 0, 'inst_classes': -1,
+             'thing_classes': -1, 'thing_boxes': 0, 'thing_masks': 0, 'thing_cost_masks': 0}
 #: the keys handled by name; any other array of a sample is stacked as it is (same shape needed)
 _NAMED = ('data', 'sem_seg', 'gt_boxes', 'gt_classes', 'gt_masks', 'image_id')
 

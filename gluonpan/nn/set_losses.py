@@ -17,6 +17,7 @@ to at least 1); :func:`avg_factor_for_context` gives the factor that reproduces 
 import numbers
 
 from .box_ops import aligned_giou, cxcywh_to_xyxy
+from .interpolate import resize_like
 from .losses import sigmoid_focal_loss
 
 __all__ = ['LOSS_WEIGHTS', 'gather_matched', 'normalize_by', 'focal_classification_loss',
@@ -130,16 +131,18 @@ def mask_dice_loss(F, mask_preds, gt_masks, gather_index, match_valid, avg_facto
         resized bilinearly (``set_matching.resize_bilinear``) to the upsampled prediction size.
     gather_index, match_valid : (2, B, G), (B, G) from ``encode_matches`` (or the stuff encoding).
     scale : int
-        Bilinear upsampling factor of the predictions (``align_corners=False``); 1 for none.
+        Upsampling factor of the predictions to the targets' size (bilinear,
+        ``align_corners=False``, by :func:`gluonpan.nn.interpolate.resize_like`); 1 for none.
 
     Returns
     -------
     (1,) ``weight * sum(dice) / max(avg_factor, 1)`` over matched slots.
     """
     matched = gather_matched(F, mask_preds, gather_index)  # (B, G, h, w)
-    if scale != 1:
-        matched = F.contrib.BilinearResize2D(matched, scale_height=float(scale),
-                                             scale_width=float(scale), align_corners=False)
+    if scale != 1:  # to the targets' (scale*h, scale*w), with a deterministic backward
+        resized = resize_like(F, matched.reshape((-3, -2)),
+                              gt_masks.reshape((-3, -2)))  # (B*G, h, w) -> (B*G, H, W)
+        matched = F.reshape_like(resized, gt_masks)  # (B, G, H, W)
     dice = dice_per_mask(F, matched, gt_masks, eps=eps) * match_valid  # (B, G)
     return weight * normalize_by(F, F.sum(dice), avg_factor)
 

@@ -5,7 +5,8 @@ the engine, logging); a task supplies only what differs between panoptic and sem
 its datasets, transforms, metric, prediction files and the model options recorded with a run.
 An architecture names its task in :data:`ARCHITECTURES`; adding a panoptic architecture adds a
 line there and reuses :class:`~gluonpan.tasks.panoptic.PanopticTask` untouched (as PanopticFCN
-does; Panoptic FPN's subclass adds its anchors and conventions).
+does; Panoptic FPN's subclass adds its anchors and conventions, Panoptic SegFormer's its
+optimizer defaults).
 """
 from ..errors import UsageError
 
@@ -15,6 +16,7 @@ __all__ = ['ARCHITECTURES', 'get_task']
 ARCHITECTURES = {
     'panoptic_fpn': ('panoptic', 'PanopticFPNTask', 'Panoptic FPN'),
     'panoptic_fcn': ('panoptic', 'PanopticTask', 'PanopticFCN'),
+    'panoptic_segformer': ('panoptic', 'PanopticSegFormerTask', 'Panoptic SegFormer'),
     'semantic_fpn': ('semantic', 'SemanticTask', 'Semantic FPN'),
 }
 

@@ -2,7 +2,8 @@
 
 :class:`PanopticTask` serves every panoptic model (PanopticFCN as it is); :class:`PanopticFPNTask`
 adds what only Panoptic FPN has: anchors (``--anchor-sizes``, RPN targets in the data workers) and
-its conventions, which a run records and a resumed run keeps.
+its conventions, which a run records and a resumed run keeps; :class:`PanopticSegFormerTask` only
+the reference's optimizer as the train program's defaults.
 """
 import json
 import os
@@ -18,7 +19,7 @@ from ..utils.panoptic_writer import imwrite_rgb, json_value
 from ..utils.visualize import panoptic_overlay
 from .base import Task
 
-__all__ = ['PanopticTask', 'PanopticFPNTask']
+__all__ = ['PanopticTask', 'PanopticFPNTask', 'PanopticSegFormerTask']
 
 
 class PanopticTask(Task):
@@ -181,3 +182,13 @@ class PanopticFPNTask(PanopticTask):
     def train_transform(self, args, net, dataset):
         return PanopticTrainTransform(dataset.categories, net.anchors, args.crop, args.scales,
                                       rpn_target_style=net.conventions['rpn_target_style'])
+
+
+class PanopticSegFormerTask(PanopticTask):
+    """Panoptic SegFormer: :class:`PanopticTask` with the reference's optimizer as defaults
+    (``configs/panformer/base.py``: AdamW, lr 1.4e-4 for 8 images, weight decay 1e-4, gradients
+    clipped to a global norm of 0.1, no warm-up; the backbone, sampling offsets and reference
+    points at a tenth of the rate, set by the model as ``lr_mult``)."""
+
+    train_defaults = {'optimizer': 'adamw', 'lr': 1.4e-4, 'wd': 1e-4, 'clip_grad_norm': 0.1,
+                      'lr_warmup': 0}

@@ -120,10 +120,14 @@ def _format_losses(losses):
 
 def _train_step(net, trainer, batch, ctx_list, num_workers, epoch, iteration):
     """Forward / backward over the contexts, finiteness check, update -> (losses, local batch size)."""
+    # a loss normalised by a count over the whole batch (Panoptic SegFormer's matched things) needs
+    # the count before the split; per machine (workers of a distributed job each use their own)
+    totals = net.batch_totals(batch) if hasattr(net, 'batch_totals') else None
     parts = split_and_load(batch, ctx_list)
     sizes = [_batch_size(p) for p in parts]
     with autograd.record():
-        loss_dicts = [net.train_losses(p) for p in parts]
+        loss_dicts = [net.train_losses(p) if totals is None else net.train_losses(p, totals)
+                      for p in parts]
         totals = [sum(d.values()) * n for d, n in zip(loss_dicts, sizes)]
     autograd.backward(totals)
     losses = _mean_losses(loss_dicts, sizes)
