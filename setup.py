@@ -26,11 +26,16 @@ INSTALL_REQUIRES = [
     'zlib-ng==1.1.0',
 ]
 
+EXPORT = ['onnx==1.17.0', 'onnxruntime==1.20.1']
 EXTRAS = {
     'cpu': ['mxnet==1.9.1'],
     'cu112': ['mxnet-cu112==1.9.1'],
-    # reference evaluators the tests and benchmarks compare against
-    'test': ['pytest', 'panopticapi-lite==0.2.0', 'hotcoco==1.3.0'],
+    # ONNX export and onnxruntime inference (python -m gluonpan.export), a tested pair: mxnet
+    # 1.9.1's exporter imports onnx.mapping (deprecated since onnx 1.13, still in 1.17);
+    # onnxruntime 1.16-1.17 need numpy >= 1.24, later ones take our numpy 1.23.5
+    'export': EXPORT,
+    # reference evaluators the tests and benchmarks compare against, and the export's runtime
+    'test': ['pytest', 'panopticapi-lite==0.2.0', 'hotcoco==1.3.0'] + EXPORT,
 }
 
 setup(

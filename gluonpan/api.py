@@ -1,7 +1,9 @@
 """One-call inference: an image in, a panoptic (or, for a semantic model, a semantic) segmentation
 out."""
+import logging
 import math
 import numbers
+import os
 
 import mxnet as mx
 import numpy as np
@@ -11,6 +13,10 @@ from .errors import DataError, UsageError
 
 __all__ = ['predict']
 
+logger = logging.getLogger(__name__)
+
+#: what runs the network: MXNet, or onnxruntime on an exported ONNX model
+BACKENDS = ('mxnet', 'onnxruntime')
 #: the keyword arguments of :func:`predict` for panoptic models (fusion thresholds)
 THRESHOLDS = ('score_threshold', 'overlap_threshold', 'stuff_area_threshold')
 #: ... and for semantic models (test-time options of ``predict_semantic``)
@@ -18,18 +24,24 @@ SEMANTIC_OPTIONS = ('mode', 'crop_size', 'stride', 'scales', 'flip')
 _DIVISOR = 32  # inputs are padded to multiples of the coarsest stride
 
 
-def predict(net, image, **thresholds):
+def predict(net, image, backend=None, **thresholds):
     """Panoptic segmentation of one RGB image (semantic segmentation for a semantic model).
 
     Parameters
     ----------
-    net : PanopticFPN, PanopticFCN or SemanticFPN
-        A network from :func:`gluonpan.model_zoo.get_model` (with weights).
+    net : PanopticFPN, PanopticFCN, SemanticFPN, OnnxPredictor or str
+        A network from :func:`gluonpan.model_zoo.get_model` (with weights), or an exported
+        model run by onnxruntime: a :class:`gluonpan.export.OnnxPredictor` or the path of its
+        ``.onnx`` file (``python -m gluonpan.export``).
     image : np.ndarray
         ``(H, W, 3)`` uint8 RGB (e.g. ``gluonpan.data.io.read_image(path, allow_gray=True)``,
         which also converts grayscale, RGBA, palette and 16-bit files).  Any size from 1x1: an
         image too small for the network's proposals is padded with the mean colour and the result
         cropped back (areas counted in the crop).
+    backend : str, optional
+        ``'mxnet'`` or ``'onnxruntime'``; default: what ``net`` is.  ``'onnxruntime'`` with an
+        MXNet network exports it first, on every call (make an ``OnnxPredictor`` once instead).
+        The post-processing and the fusion are the same for both.
     **thresholds
         ``score_threshold``, ``overlap_threshold``, ``stuff_area_threshold`` (see
         :func:`gluonpan.postprocess.combine_instances_and_semantics`); for a semantic
@@ -53,8 +65,10 @@ def predict(net, image, **thresholds):
         ``image`` is not a non-empty ``(H, W, 3)`` uint8 numpy array (an NDArray, floats,
         grayscale, RGBA ...); the message says what it got and how to convert it.
     gluonpan.errors.UsageError
-        An unknown or non-numeric threshold, or a ``net`` without initialised parameters.
+        An unknown or non-numeric threshold, an unknown backend, or a ``net`` without
+        initialised parameters.
     """
+    net = _backend_net(net, backend)
     semantic = getattr(net, 'task', 'panoptic') == 'semantic'
     _check_options(thresholds, SEMANTIC_OPTIONS if semantic else THRESHOLDS)
     image = _checked_image(image)
@@ -72,6 +86,29 @@ def predict(net, image, **thresholds):
     if canvas != (height, width):
         pan_ids, segments = _crop(pan_ids, segments, height, width)
     return pan_ids, segments
+
+
+def _backend_net(net, backend):
+    """The network or :class:`~gluonpan.export.OnnxPredictor` that runs ``backend``."""
+    if backend is not None and backend not in BACKENDS:
+        raise UsageError('predict: unknown backend {!r}; valid: {}'.format(
+            backend, ', '.join(BACKENDS)))
+    from .export.predictor import OnnxPredictor
+    if isinstance(net, str):
+        if backend == 'mxnet' or not os.path.isfile(net):
+            raise UsageError('predict takes a network from gluonpan.model_zoo.get_model{}, got '
+                             'a str {!r}'.format('' if backend == 'mxnet' else
+                                                 ' or an exported .onnx file', net))
+        return OnnxPredictor(net)
+    onnx = isinstance(net, OnnxPredictor)
+    if backend == 'mxnet' and onnx:
+        raise UsageError("predict: {} is run by onnxruntime, not backend='mxnet'".format(net))
+    if backend == 'onnxruntime' and not onnx:
+        _context(net)  # an initialised network
+        logger.warning('predict: exporting the network to ONNX for this call; export it once '
+                       '(gluonpan.export.OnnxPredictor.from_net) for repeated calls')
+        return OnnxPredictor.from_net(net)
+    return net
 
 
 def _checked_image(image):
@@ -115,7 +152,11 @@ def _check_options(options, valid):
 
 
 def _context(net):
-    """The context of the first parameter of ``net``; a :class:`UsageError` if it has none."""
+    """The context of the first parameter of ``net`` (the CPU for an ONNX model run by
+    onnxruntime); a :class:`UsageError` if it has none."""
+    from .export.predictor import OnnxPredictor
+    if isinstance(net, OnnxPredictor):
+        return mx.cpu()
     if not hasattr(net, 'collect_params'):
         raise UsageError('predict takes a network from gluonpan.model_zoo.get_model, got a {}'
                          .format(type(net).__name__))
@@ -133,8 +174,8 @@ def _context(net):
 def _canvas_size(net, height, width):
     """``(height, width)``, or a larger padded size when the image has fewer anchors than the
     proposals the RPN keeps (the network would reject it): multiples of 32, shorter side grown."""
-    anchors, rpn = getattr(net, 'anchors', None), getattr(net, 'rpn', None)
-    if anchors is None or rpn is None:
+    anchors, proposals = getattr(net, 'anchors', None), _test_proposals(net)
+    if anchors is None or proposals is None:
         return height, width
     base = [int(math.ceil(side / _DIVISOR)) * _DIVISOR for side in (height, width)]
     canvas = list(base)
@@ -142,9 +183,15 @@ def _canvas_size(net, height, width):
     def num_anchors():
         return sum(h * w for h, w in anchors.feature_shapes(*canvas)) * anchors.num_per_location
 
-    while num_anchors() < rpn.post_nms(False):
+    while num_anchors() < proposals:
         canvas[int(canvas[1] < canvas[0])] += _DIVISOR
     return (height, width) if canvas == base else tuple(canvas)
+
+
+def _test_proposals(net):
+    """Proposals per image a Panoptic FPN keeps at inference (None for other models)."""
+    rpn = getattr(net, 'rpn', None)
+    return rpn.post_nms(False) if rpn is not None else getattr(net, 'num_proposals', None)
 
 
 def _crop(pan_ids, segments, height, width):
