@@ -352,6 +352,8 @@ def test_command_line_usage_errors(argv, message, capsys):
 def test_command_line_weights_of_another_model(semantic_weights, tmp_path, capsys):
     from gluonpan.errors import run_cli
     from gluonpan.export.__main__ import main
+    from gluonpan.utils.logger import reset_logger
+    reset_logger()  # a training run of an earlier test may have left its handlers (stderr then)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(main, ['--network', FCN[0], '--pretrained', semantic_weights, '--out',
                        str(tmp_path)])
