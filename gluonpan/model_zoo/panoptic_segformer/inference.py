@@ -7,8 +7,9 @@
 2. Scores (:func:`fused_scores`): ``class score * seg_score ** 2`` with ``seg_score`` the mean
    mask value over its pixels ``> mask_threshold`` (``+ 1`` in the denominator, as the
    reference).  A candidate whose class score times its peak mask value squared (a bound of its
-   fused score) is below its quality threshold cannot be placed: its masks are not resized.  Thing class scores are the location decoder's sigmoid scores of the top-k (query,
-   class) pairs, stuff scores the sigmoid of the stuff decoder's last class branch.
+   fused score) is below its quality threshold cannot be placed: its masks are not resized.
+   Thing class scores are the location decoder's sigmoid scores of the top-k (query, class)
+   pairs, stuff scores the sigmoid of the stuff decoder's last class branch.
 3. Mask-wise merging (:func:`mask_wise_merge`): candidates by decreasing score; skip one scoring
    below its quality threshold, with an empty binary mask, or whose fraction already taken exceeds
    its overlap threshold; otherwise it takes its free pixels.  Things get one segment each, a
