@@ -381,6 +381,11 @@ def test_bad_models_and_backends(exported, tmp_path):
         gluonpan.predict(onnx_model.path, synthetic_image(), backend='mxnet')
     with pytest.raises(UsageError, match='cannot export a HybridSequential'):
         export_onnx(mx.gluon.nn.HybridSequential(), str(tmp_path / 'x.onnx'))
+    segformer = get_model('panoptic_segformer_resnet18_v1b_citys', embed_dims=32,
+                          feedforward_channels=64, encoder_layers=1, decoder_layers=1,
+                          num_queries=10, thing_blocks=1, stuff_blocks=1, num_candidates=5)
+    with pytest.raises(UsageError, match='cannot export a PanopticSegFormer.*not yet'):
+        export_onnx(segformer, str(tmp_path / 'y.onnx'))
 
 
 def test_onnx_file_without_our_metadata(tmp_path):

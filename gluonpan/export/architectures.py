@@ -48,7 +48,8 @@ def architecture_of(net):
     for arch, cls in classes.items():
         if isinstance(net, cls):
             return ARCHITECTURES[arch]
-    raise UsageError('cannot export a {}: export takes a gluonpan.model_zoo network ({})'
+    raise UsageError('cannot export a {}: export takes these gluonpan.model_zoo networks: {} '
+                     '(Panoptic SegFormer not yet)'
                      .format(type(net).__name__, ', '.join(c.__name__ for c in classes.values())))
 
 
