@@ -9,8 +9,8 @@ neighbour and padding becomes void (segment index 0).
 import cv2
 import numpy as np
 
-__all__ = ['affine_matrix', 'warp_image', 'warp_labels', 'normalize', 'IMAGENET_MEAN',
-           'IMAGENET_STD']
+__all__ = ['affine_matrix', 'warp_image', 'warp_labels', 'normalize', 'denormalize',
+           'IMAGENET_MEAN', 'IMAGENET_STD']
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,3 +55,12 @@ def normalize(image, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     shift = np.asarray(mean, dtype=np.float32) * 255.0
     out = (image.astype(np.float32) - shift) * scale  # (H, W, 3)
     return np.ascontiguousarray(out.transpose(2, 0, 1))  # (3, H, W)
+
+
+def denormalize(data, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """The inverse of :func:`normalize`: ``(3, H, W)`` float32 -> ``(H, W, 3)`` uint8 RGB, exact
+    for what :func:`normalize` made (rounded to the nearest integer, clipped to 0..255).  The
+    models that resize the uint8 image at test time as their references do use it."""
+    image = np.asarray(data, np.float32).transpose(1, 2, 0)  # (H, W, 3)
+    scale, shift = np.float32(255) * np.asarray([std, mean], np.float32)
+    return np.ascontiguousarray(np.rint(image * scale + shift).clip(0, 255).astype(np.uint8))

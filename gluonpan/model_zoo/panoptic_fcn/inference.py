@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ...data.fcn_targets import level_offsets
-from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from ...data.transforms import denormalize, normalize
 from ...postprocess import combine_instances_and_semantics
 from ...utils.resize import resize_bilinear
 from ..panoptic_fpn.inference import pad_input
@@ -625,10 +625,7 @@ def resize_for_test(data, test_size):
     h, w = shortest_edge_size(H, W, *test_size)
     if (h, w) == (H, W):
         return data
-    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None] * 255
-    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None] * 255
-    pixels = np.rint(data[0].asnumpy() * std + mean).clip(0, 255).astype(np.uint8)  # (3, H, W)
-    image = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    image = Image.fromarray(denormalize(data[0].asnumpy()))  # (H, W, 3) uint8
     resized = np.asarray(image.resize((w, h), Image.BILINEAR))  # (h, w, 3)
     return mx.nd.array(normalize(resized)[None], ctx=data.context)  # (1, 3, h, w)
 

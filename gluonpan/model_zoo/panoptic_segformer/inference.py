@@ -24,7 +24,7 @@ import mxnet as mx
 import numpy as np
 
 from ...data.categories import OFFSET
-from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from ...data.transforms import denormalize, normalize
 from ...utils.resize import resize_bilinear
 
 __all__ = ['DEFAULT_INFERENCE_OPTIONS', 'ResizedMasks', 'fused_scores', 'mask_wise_merge',
@@ -295,9 +295,7 @@ def resize_for_test(data, test_size):
     h, w = keep_ratio_size(*data.shape[2:], *test_size)
     if (h, w) == tuple(data.shape[2:]):
         return data
-    image = data[0].asnumpy().transpose(1, 2, 0)  # (H, W, 3)
-    scale, shift = np.float32(255) * np.asarray([IMAGENET_STD, IMAGENET_MEAN], np.float32)
-    pixels = np.rint(image * scale + shift).clip(0, 255).astype(np.uint8)  # (H, W, 3)
+    pixels = denormalize(data[0].asnumpy())  # (H, W, 3) uint8
     resized = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_LINEAR)  # (h, w, 3)
     return mx.nd.array(normalize(resized)[None], ctx=data.context)  # (1, 3, h, w)
 
