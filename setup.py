@@ -5,6 +5,13 @@ the CPU wheel too)::
 
     pip install -e ".[cpu]"      # CPU
     pip install -e ".[cu112]"    # CUDA 11.2 GPUs (Ampere or older: the wheel has kernels for sm_50..86)
+
+Horovod (``--horovod``) compiles against the installed MXNet, so it comes second, without build
+isolation (``wheel`` must be there for that)::
+
+    pip install -e ".[cpu]" wheel
+    HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \\
+        HOROVOD_WITHOUT_PYTORCH=1 pip install --no-build-isolation --no-cache-dir -e ".[horovod]"
 """
 from setuptools import find_packages, setup
 
@@ -34,6 +41,11 @@ EXTRAS = {
     # 1.9.1's exporter imports onnx.mapping (deprecated since onnx 1.13, still in 1.17);
     # onnxruntime 1.16-1.17 need numpy >= 1.24, later ones take our numpy 1.23.5
     'export': EXPORT,
+    # Horovod, the second multi-machine engine (gluonpan.utils.dist): an sdist that compiles
+    # against the MXNet it finds (1.9.1 here), hence the second install step of the docstring.
+    # 0.28.1 is the last release and builds with Python 3.11 + mxnet 1.9.1 + gcc 12 (gloo, no MPI;
+    # ~200 s of CPU).  --no-cache-dir: pip would reuse a wheel built against another MXNet build.
+    'horovod': ['horovod==0.28.1'],
     # reference evaluators the tests and benchmarks compare against, and the export's runtime
     'test': ['pytest', 'panopticapi-lite==0.2.0', 'hotcoco==1.3.0'] + EXPORT,
 }

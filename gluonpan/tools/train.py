@@ -27,7 +27,8 @@ from ..utils.checkpoint import (CheckpointManager, ValidationHistory, atomic_wri
                                 atomic_write_json, checkpoint_records, remove_temp_files)
 from ..utils.cli import (add_dataset_args, apply_config, check_minimums, parse_ctx,
                          parse_model_kwargs, parse_numbers)
-from ..utils.dist import KVSTORES, OPTIMIZERS, create_kvstore, create_trainer
+from ..utils.dist import (HOROVOD, HOROVOD_INSTALL, KVSTORES, OPTIMIZERS, broadcast_parameters,
+                          create_kvstore, create_trainer, finish_job, process_contexts)
 from ..utils.engine import fit
 from ..utils.logger import setup_logger
 from ..utils.lr_scheduler import WarmupStepLR, parse_epochs
@@ -100,6 +101,13 @@ def make_parser(task):
                         'a checkpoint .json/.params: resume from that one')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--kv-store', default='device', choices=KVSTORES)
+    p.add_argument('--horovod', action='store_true',
+                   help='multi-machine training with Horovod instead of the parameter server '
+                        '(--kv-store dist_sync): ring allreduce without server processes, for '
+                        'many GPUs / machines; the parameter server needs no compiled extra.  '
+                        'Launch with horovodrun, one process per GPU (process i of a host takes '
+                        'the i-th GPU of --gpus; --batch-size is per process).  Install: '
+                        + HOROVOD_INSTALL)
     p.add_argument('--no-hybridize', action='store_true')
     p.add_argument('--config', default=None,
                    help='JSON file of flag defaults (a recipe, e.g. scripts/panoptic/configs/'
@@ -124,6 +132,9 @@ def parse_args(arch, argv=None):
     if not 0 < args.scales[0] <= args.scales[1]:
         p.error('--scale-range {!r} must be LOW,HIGH with 0 < LOW <= HIGH'.format(args.scale_range))
     task.check_train_args(p, args)
+    if args.horovod and args.kv_store.startswith('dist'):
+        p.error('--horovod with --kv-store {}: choose one multi-machine engine (Horovod, or the '
+                'parameter server)'.format(args.kv_store))
     try:
         parse_epochs(str(args.lr_decay_epoch))
     except ValueError as err:
@@ -221,7 +232,7 @@ def main(arch, argv=None):
     task = args.task
     resume_from = check_run_dir(args)
     keep_run_options(args, resume_from)
-    kvstore, rank, num_workers = create_kvstore(args.kv_store)
+    kvstore, rank, num_workers = create_kvstore(HOROVOD if args.horovod else args.kv_store)
     setup_logger(os.path.join(args.save_dir, 'train.log'), rank=rank if num_workers > 1 else None)
     logging.info('arguments: %s', json.dumps({k: v for k, v in vars(args).items() if k != 'task'},
                                              sort_keys=True))
@@ -229,7 +240,7 @@ def main(arch, argv=None):
         os.makedirs(args.save_dir, exist_ok=True)
         remove_temp_files(args.save_dir)
     cv2.setNumThreads(1)
-    ctx = parse_ctx(args.gpus, args.cpu_contexts)
+    ctx = process_contexts(kvstore, parse_ctx(args.gpus, args.cpu_contexts))
     if args.batch_size % len(ctx):
         raise UsageError('--batch-size {} must be a multiple of the {} contexts {}'
                          .format(args.batch_size, len(ctx), ctx))
@@ -271,6 +282,8 @@ def main(arch, argv=None):
     ckpt = CheckpointManager(args.save_dir, args.model, net, trainer, schedule, args.seed,
                              run_record, ctx=ctx, enabled=rank == 0)
     record = ckpt.load(resume_from or None) if resume_from is not None else None
+    if record:
+        broadcast_parameters(kvstore, net.collect_params())  # Horovod: all resume rank 0's
     sampler.seed = ckpt.seed  # a resumed run keeps its saved seed for the data order too
     start = (record['epoch'], record['iteration']) if record else (0, 0)
     history = ValidationHistory(os.path.join(args.save_dir, 'val_history.jsonl'))
@@ -297,6 +310,7 @@ def main(arch, argv=None):
         atomic_write(final, net.save_parameters)
         logging.info('final weights: %s', final)
         update_plot(args.save_dir)
+    finish_job(kvstore)
     return net
 
 
