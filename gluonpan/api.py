@@ -24,7 +24,7 @@ SEMANTIC_OPTIONS = ('mode', 'crop_size', 'stride', 'scales', 'flip')
 _DIVISOR = 32  # inputs are padded to multiples of the coarsest stride
 
 
-def predict(net, image, backend=None, **thresholds):
+def predict(net, image, backend=None, dtype=None, **thresholds):
     """Panoptic segmentation of one RGB image (semantic segmentation for a semantic model).
 
     Parameters
@@ -42,6 +42,10 @@ def predict(net, image, backend=None, **thresholds):
         ``'mxnet'`` or ``'onnxruntime'``; default: what ``net`` is.  ``'onnxruntime'`` with an
         MXNet network exports it first, on every call (make an ``OnnxPredictor`` once instead).
         The post-processing and the fusion are the same for both.
+    dtype : str, optional
+        ``'bfloat16'`` (CPU) or ``'float16'`` (GPU): run the network's graph in that precision
+        (:func:`gluonpan.precision.low_precision`; converted on every call, so convert once with
+        it instead for repeated calls).  Default: as ``net`` is (float32, or a converted net's).
     **thresholds
         ``score_threshold``, ``overlap_threshold``, ``stuff_area_threshold`` (see
         :func:`gluonpan.postprocess.combine_instances_and_semantics`); for a semantic
@@ -68,7 +72,7 @@ def predict(net, image, backend=None, **thresholds):
         An unknown or non-numeric threshold, an unknown backend, or a ``net`` without
         initialised parameters.
     """
-    net = _backend_net(net, backend)
+    net = _precision_net(_backend_net(net, backend), dtype)
     semantic = getattr(net, 'task', 'panoptic') == 'semantic'
     _check_options(thresholds, SEMANTIC_OPTIONS if semantic else THRESHOLDS)
     image = _checked_image(image)
@@ -109,6 +113,23 @@ def _backend_net(net, backend):
                        '(gluonpan.export.OnnxPredictor.from_net) for repeated calls')
         return OnnxPredictor.from_net(net)
     return net
+
+
+def _precision_net(net, dtype):
+    """``net`` running in ``dtype`` (:func:`gluonpan.precision.low_precision`)."""
+    if dtype is None or dtype == 'float32':
+        return net
+    from .export.predictor import OnnxPredictor
+    from .precision import low_precision
+    if isinstance(net, OnnxPredictor):
+        raise UsageError('predict: dtype {!r} is for MXNet networks; {} runs as exported '
+                         '(float32)'.format(dtype, net))
+    _context(net)  # an initialised network
+    if getattr(net, 'dtype', None) == dtype:  # converted already
+        return net
+    logger.warning('predict: converting the network to %s for this call; convert it once '
+                   '(gluonpan.precision.low_precision) for repeated calls', dtype)
+    return low_precision(net, dtype)
 
 
 def _checked_image(image):

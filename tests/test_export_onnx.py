@@ -21,6 +21,8 @@ from gluonpan.export._deps import MissingExtraError, require
 from gluonpan.export.onnx_export import symbol_to_onnx
 from gluonpan.model_zoo import get_model
 
+from _models import seeded_model, synthetic_image
+
 
 TOLERANCE = 1e-4
 SEMANTIC = ('semantic_fpn_resnet18_v1b_citys', dict(fpn_channels=32, head_channels=16))
@@ -41,19 +43,6 @@ MODELS = {
 SIZES = {'semantic_fpn': [(64, 96), (72, 50)], 'panoptic_fcn': [(64, 96), (128, 64)],
          'panoptic_fcn_deform': [(64, 96), (96, 128)], 'panoptic_fpn': [(96, 128), (128, 96)],
          'panoptic_fpn_gluoncv': [(96, 128), (128, 96)]}
-
-
-def seeded_model(name, seed=0, **kwargs):
-    """A zoo model with seeded random weights, batch-norm statistics and biases."""
-    mx.random.seed(seed)
-    net = get_model(name, **kwargs)
-    rng = np.random.RandomState(seed)
-    for param_name, param in sorted(net.collect_params().items()):
-        if param_name.endswith('running_var'):
-            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, param.shape)))
-        elif param_name.endswith(('running_mean', 'beta', 'bias')) and 'anchor' not in param_name:
-            param.set_data(mx.nd.array(rng.normal(0, 0.1, param.shape)))
-    return net
 
 
 @pytest.fixture(scope='module')
@@ -115,17 +104,6 @@ def test_panoptic_fpn_window_clips_as_mxnet(exported, key):
     data = mx.nd.array(np.random.RandomState(3).normal(0, 1, (1, 3, 96, 128)))
     assert_outputs_equal(net.predict(data, (70, 101)), onnx_model.predict(data, (70, 101)),
                          onnx_model.record['outputs'])
-
-
-def synthetic_image(height=75, width=110, seed=0):
-    """Coloured rectangles on a gradient: an image with some structure."""
-    rng = np.random.RandomState(seed)
-    y, x = np.mgrid[:height, :width]
-    image = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=-1)
-    for _ in range(4):
-        y0, x0 = rng.randint(0, height - 20), rng.randint(0, width - 30)
-        image[y0:y0 + 20, x0:x0 + 30] = rng.randint(0, 256, 3)
-    return image.astype(np.uint8)
 
 
 @pytest.mark.parametrize('key', ['panoptic_fcn', 'panoptic_fcn_deform', 'panoptic_fpn',
@@ -431,3 +409,29 @@ def test_demo_runs_the_onnx_model(semantic_weights, tmp_path):
     with pytest.raises(UsageError, match='is a semantic_fpn model, not a panoptic_fcn one'):
         demo_main('panoptic_fcn', ['--pretrained', semantic_weights, '--images', image,
                                    '--onnx', onnx_file, '--out-dir', str(tmp_path / 'x')])
+
+
+@pytest.mark.slow
+def test_eval_with_onnx_scores_as_mxnet(synthetic_citys, tmp_path):
+    """The eval program with ``--onnx`` gives the PQ it gives with the MXNet network (seeded
+    random weights, low thresholds so that segments are scored)."""
+    from _scripts import load_script
+    name, kwargs = MODELS['panoptic_fcn']
+    net = seeded_model(name, **kwargs)
+    params = str(tmp_path / 'fcn.params')
+    net.save_parameters(params)
+    onnx_file = export_onnx(net, str(tmp_path / 'fcn.onnx'), name)
+    common = ['--pretrained', params, '--network', 'resnet18_v1b', '--model-kwargs',
+              json.dumps(kwargs), '--dataset', 'synthetic', '--dataset-root', synthetic_citys,
+              '--gpus', '', '--num-workers', '0', '--score-thresh', '0', '--stuff-area', '1']
+    evaluate = load_script('panoptic', 'eval_panoptic_fcn').main
+    want = evaluate(common + ['--save-dir', str(tmp_path / 'mxnet')])
+    got = evaluate(common + ['--save-dir', str(tmp_path / 'onnx'), '--onnx', onnx_file])
+    assert want['num_images'] == got['num_images'] == 2
+    assert want['All']['n'] > 0  # classes were scored
+    for key in ('All', 'Things', 'Stuff'):
+        assert abs(want[key]['pq'] - got[key]['pq']) <= 1e-3, key  # 0.1 PQ point
+    with pytest.raises(UsageError, match='is a panoptic_fcn model, not a panoptic_fpn one'):
+        load_script('panoptic', 'eval_panoptic_fpn').main(
+            common[:2] + ['--gpus', '', '--onnx', onnx_file, '--dataset', 'synthetic',
+                          '--dataset-root', synthetic_citys])

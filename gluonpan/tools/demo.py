@@ -7,9 +7,9 @@ ends with one error line naming the ones that could not be (exit status 1).
 import logging
 import os
 
-from ..errors import ArgumentParser, DataError, InputError, UsageError
+from ..errors import ArgumentParser, DataError, InputError
 from ..tasks import get_task
-from ..utils.cli import (add_model_args, apply_run_config, check_pretrained, load_model,
+from ..utils.cli import (add_model_args, apply_run_config, check_pretrained, inference_model,
                          parse_ctx, run_args)
 from ..utils.logger import setup_logger
 
@@ -28,10 +28,6 @@ def make_parser(task):
     p.add_argument('--images', nargs='+', required=True, help='image files or folders')
     p.add_argument('--out-dir', default='demo_out')
     p.add_argument('--gpus', default='', help="GPU id, e.g. 0; '' for the CPU")
-    p.add_argument('--onnx', default=None, metavar='FILE',
-                   help='run this exported model (python -m gluonpan.export) with onnxruntime '
-                        'instead of the MXNet network; --pretrained still names the training '
-                        'run (dataset, fusion thresholds)')
     task.add_demo_args(p)
     return p
 
@@ -48,8 +44,6 @@ def parse_args(arch, argv=None):
     missing = [path for path in args.images if not os.path.exists(path)]
     if missing:
         p.error('--images: no such file or folder: {}'.format(', '.join(missing)))
-    if args.onnx is not None and not os.path.isfile(args.onnx):
-        p.error('--onnx {}: no such file'.format(args.onnx))
     task.check_demo_args(p, args)
     args.task = task
     return args
@@ -70,17 +64,6 @@ def list_images(paths):
     return files
 
 
-def _onnx_model(path, task):
-    """The exported model ``path`` run by onnxruntime; a usage error naming it when it is of
-    another architecture than the demo's."""
-    from ..export import OnnxPredictor
-    net = OnnxPredictor(path)
-    if net.arch != task.arch:
-        raise UsageError('--onnx {} is a {} model, not a {} one'.format(path, net.arch, task.arch))
-    logging.info('running %s with onnxruntime', path)
-    return net
-
-
 def main(arch, argv=None):
     """Segment every image; returns the output path stems."""
     args = parse_args(arch, argv)
@@ -88,12 +71,8 @@ def main(arch, argv=None):
     setup_logger()
     saved = run_args(args.pretrained)
     args.dataset = args.dataset or saved.get('dataset') or task.default_dataset
-    if args.onnx is not None:
-        net = _onnx_model(args.onnx, task)
-    else:
-        net = load_model(args, parse_ctx(args.gpus)[:1], saved, task.demo_categories(args),
-                         task)
-        net.hybridize(static_alloc=True)
+    net = inference_model(args, parse_ctx(args.gpus)[:1], saved, task.demo_categories(args),
+                          task)
     os.makedirs(args.out_dir, exist_ok=True)
     outputs, failed = [], []
     for path in list_images(args.images):

@@ -12,11 +12,12 @@ import logging
 import os
 
 import cv2
+import mxnet as mx
 
 from ..errors import ArgumentParser, UsageError
 from ..tasks import get_task
 from ..utils.cli import (add_dataset_args, add_model_args, apply_run_config, check_minimums,
-                         check_pretrained, load_model, parse_ctx, run_args)
+                         check_pretrained, inference_model, parse_ctx, run_args)
 from ..utils.logger import setup_logger
 
 __all__ = ['main', 'parse_args', 'make_parser']
@@ -65,7 +66,7 @@ def main(arch, argv=None):
     logging.info('arguments: %s', json.dumps({k: v for k, v in vars(args).items() if k != 'task'},
                                              sort_keys=True))
     cv2.setNumThreads(1)
-    ctx = parse_ctx(args.gpus)
+    ctx = [mx.cpu()] if args.onnx is not None else parse_ctx(args.gpus)  # onnxruntime: CPU
     saved = run_args(args.pretrained)
     args.dataset = args.dataset or saved.get('dataset') or task.default_dataset
     if args.dataset not in task.datasets:  # a run record of another architecture's data
@@ -75,8 +76,6 @@ def main(arch, argv=None):
     if args.dataset_root is None and args.dataset == saved.get('dataset'):
         args.dataset_root = saved.get('dataset_root')
     dataset = task.get_dataset(args, args.split, task.val_transform())
-    net = load_model(args, ctx, saved, task.model_categories(args, dataset), task)
-    if not args.no_hybridize:
-        net.hybridize(static_alloc=True)
+    net = inference_model(args, ctx, saved, task.model_categories(args, dataset), task)
     return task.evaluate(net, dataset, ctx, args, out_dir=args.save_dir, overlays=args.overlays,
                          num_workers=args.num_workers, saved=saved)

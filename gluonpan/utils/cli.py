@@ -11,6 +11,7 @@ from mxnet.gluon.data import DataLoader
 from ..data import CityscapesPanoptic, COCOPanoptic, val_batchify
 from ..data.synthetic import ensure_cityscapes, ensure_coco_panoptic
 from ..errors import DataError, UsageError, check_minimums, flag_name, read_json
+from ..precision import DTYPES, low_precision
 from .checkpoint import atomic_write_json
 from .engine import evaluate
 from .metrics import PanopticQuality, format_results
@@ -19,7 +20,8 @@ from .visualize import panoptic_overlay
 
 __all__ = ['DATASETS', 'is_coco_format', 'parse_ctx', 'add_dataset_args', 'get_dataset',
            'dataset_root', 'ensure_synthetic', 'generate_synthetic',
-           'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'add_fusion_args',
+           'evaluate_panoptic', 'add_model_args', 'run_args', 'load_model', 'inference_model',
+           'onnx_model', 'add_fusion_args',
            'fusion_kwargs', 'apply_config', 'apply_run_config', 'program_flags',
            'check_minimums', 'parse_model_kwargs', 'flag_name', 'check_pretrained', 'json_kwargs',
            'parse_numbers']
@@ -367,7 +369,9 @@ def evaluate_panoptic(net, dataset, ctx, out_dir=None, overlays=0, num_workers=0
 
 
 def add_model_args(parser):
-    """``--network``, ``--pretrained`` and ``--model-kwargs`` of eval / demo."""
+    """``--network``, ``--pretrained``, ``--model-kwargs``, ``--onnx``, ``--dtype`` and
+    ``--config`` of eval / demo (checked by :func:`check_pretrained`, run by
+    :func:`inference_model`)."""
     parser.add_argument('--network', default='resnet50_v1b', help='backbone: resnet{18,50,101}_v1b')
     parser.add_argument('--pretrained', required=True,
                         help='a .params file (a training run\'s args.json beside it supplies '
@@ -376,6 +380,14 @@ def add_model_args(parser):
     parser.add_argument('--model-kwargs', default=None,
                         help='JSON model options, on top of those the training run recorded in '
                              'its args.json (its recipe and conventions)')
+    parser.add_argument('--onnx', default=None, metavar='FILE',
+                        help='run this exported model (python -m gluonpan.export) with onnxruntime '
+                             'on the CPU instead of the MXNet network; --pretrained still names '
+                             'the training run (dataset, fusion thresholds)')
+    parser.add_argument('--dtype', choices=DTYPES, default='float32',
+                        help='inference precision (MXNet AMP, gluonpan.precision): bfloat16 on '
+                             'the CPU (fast where it has avx512_bf16 or amx_bf16), float16 on '
+                             'GPUs; the post-processing stays float32')
     parser.add_argument('--config', default=None,
                         help='the JSON recipe the model was trained with (train\'s --config): its '
                              'keys that are flags here are defaults; the command line wins, and '
@@ -385,8 +397,8 @@ def add_model_args(parser):
 
 def check_pretrained(parser, args, task=None):
     """``parser.error`` unless ``--pretrained`` is a file or a zoo name of ``task``'s architecture
-    (a :mod:`~gluonpan.tasks` object; default Panoptic FPN's), and ``--model-kwargs`` (when
-    given) a JSON object."""
+    (a :mod:`~gluonpan.tasks` object; default Panoptic FPN's), ``--model-kwargs`` (when given) a
+    JSON object and ``--onnx`` (when given) a file, without ``--dtype``."""
     from ..model_zoo import get_model_list
     if not os.path.isfile(args.pretrained) and args.pretrained not in get_model_list():
         parser.error('--pretrained {}: no such .params file{}'.format(
@@ -402,6 +414,12 @@ def check_pretrained(parser, args, task=None):
             json_kwargs(args.model_kwargs, '--model-kwargs')
         except UsageError as err:
             parser.error(str(err))
+    onnx = getattr(args, 'onnx', None)  # eval / demo (add_model_args), not export
+    if onnx is not None and not os.path.isfile(onnx):
+        parser.error('--onnx {}: no such file'.format(onnx))
+    if onnx is not None and args.dtype != 'float32':
+        parser.error('--dtype {} is for the MXNet network; an --onnx model runs as exported '
+                     '(float32)'.format(args.dtype))
 
 
 def _task(task):
@@ -471,6 +489,29 @@ def load_model(args, ctx, saved=None, categories=None, task=None):
     kwargs = task.recorded_kwargs(saved)
     kwargs.update(wanted)
     return get_model(name, pretrained=args.pretrained, ctx=ctx, **dict(kwargs, **extra))
+
+
+def inference_model(args, ctx, saved, categories, task):
+    """What eval and demo run: the ``--onnx`` model (onnxruntime, CPU), else :func:`load_model`
+    hybridized (``static_alloc``, unless ``--no-hybridize``) in ``--dtype``
+    (:func:`gluonpan.precision.low_precision`, which hybridizes anyway)."""
+    if args.onnx is not None:
+        return onnx_model(args.onnx, task)
+    net = load_model(args, ctx, saved, categories, task)
+    if not getattr(args, 'no_hybridize', False):
+        net.hybridize(static_alloc=True)
+    return low_precision(net, args.dtype)
+
+
+def onnx_model(path, task):
+    """The exported model ``path`` run by onnxruntime; a usage error naming it when it is of
+    another architecture than ``task``'s."""
+    from ..export import OnnxPredictor
+    net = OnnxPredictor(path)
+    if net.arch != task.arch:
+        raise UsageError('--onnx {} is a {} model, not a {} one'.format(path, net.arch, task.arch))
+    logger.info('running %s with onnxruntime', path)
+    return net
 
 
 def json_kwargs(text, where):
