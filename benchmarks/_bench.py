@@ -1,8 +1,10 @@
-"""What the model benchmarks share: the synthetic image (and PanopticFCN's batch made from it), the
-networks, the timed steps, the subprocess per measurement, the result table and the ratio lines.
+"""What the model benchmarks share: the synthetic image (and the training batch PanopticFCN and
+Panoptic SegFormer make from it), the networks, the timed steps, the subprocess per measurement,
+the result table and the ratio lines.
 
-Used by ``bench_model.py`` (PanopticFCN and gluoncv's Mask R-CNN against Panoptic FPN) and
-``bench_semantic_fpn.py`` (Semantic FPN against Panoptic FPN).  The method: every (model, mode)
+Used by ``bench_model.py`` (PanopticFCN, Panoptic SegFormer and gluoncv's Mask R-CNN against
+Panoptic FPN), ``bench_semantic_fpn.py`` (Semantic FPN against Panoptic FPN), ``bench_export.py``
+and ``bench_deformable_attention.py`` (:func:`time_steps`).  The method: every (model, mode)
 runs in its own subprocess (``--child MODEL MODE``) so its peak RSS is its own; the network is
 hybridized (``static_alloc``) with the parameters its training keeps fixed frozen; ``warmup``
 untimed steps then ``iters`` timed ones on one synthetic image.
@@ -20,9 +22,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-__all__ = ['FROZEN', 'WARMUP', 'ITERS', 'synthetic_batch', 'fcn_train_batch', 'split_model',
-           'build', 'make_train_step', 'time_steps', 'measurement', 'run_in_child', 'log_table',
-           'log_ratios']
+__all__ = ['FROZEN', 'WARMUP', 'ITERS', 'SGD_RECIPE', 'synthetic_batch', 'model_train_batch',
+           'split_model', 'build', 'make_train_step', 'time_steps', 'measurement', 'run_in_child',
+           'log_table', 'log_ratios']
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 FROZEN = r'resnetv1b_(conv0_|layers1_|down1_|.*batchnorm).*'
 #: default untimed and timed steps of a measurement
 WARMUP, ITERS = 2, 3
+#: the update of a training step unless the model's recipe says otherwise (the names of a task's
+#: ``train_defaults``): SGD with momentum, no weight decay, no clipping
+SGD_RECIPE = {'optimizer': 'sgd', 'lr': 1e-5, 'momentum': 0.9, 'wd': 0., 'clip_grad_norm': 0.}
 
 
 def synthetic_batch(height, width, num_instances=8, num_semantic=12, seed=0):
@@ -60,33 +65,40 @@ def synthetic_batch(height, width, num_instances=8, num_semantic=12, seed=0):
 
 
 
-def fcn_train_batch(net, batch, ctx=None):
-    """PanopticFCN's training batch made from a :func:`synthetic_batch` (same image, instances and
+def model_train_batch(net, batch, ctx=None):
+    """The training batch of a network that makes its own targets (``net.train_targets``:
+    PanopticFCN, Panoptic SegFormer) from a :func:`synthetic_batch` (same image, instances and
     semantic map), as the training program makes it.
 
     The semantic map of :func:`synthetic_batch` is in Panoptic FPN's ``'separated'`` order (stuff
     classes ``0 .. S-1``, "things" ``S``; its default ``num_semantic=12`` is Cityscapes' 11 stuff
-    + 1).  ``net.train_targets(net.categories)`` -- what the data workers run on each augmented
-    sample -- maps it to PanopticFCN's order ("things" 0, stuff ``1 .. S``) and makes the targets
-    with :class:`gluonpan.data.fcn_targets.FCNTargets` for the net's classes; the sample is then
-    batched by :func:`gluonpan.data.batchify.train_batchify` (the per-slot keys padded) and loaded
-    by :func:`~gluonpan.data.batchify.split_and_load`, as in training.
+    + 1).  The sample handed to ``net.train_targets(net.categories)`` -- what the data workers run
+    on each augmented sample -- is what :func:`gluonpan.data.targets.panoptic_targets` gives them:
+    that map (uint8), the masks, the thing classes (int32) and the boxes as the masks' extents
+    with x2 / y2 the last pixel (the synthetic masks cover the integer part of the synthetic
+    boxes, cut at the image's edge).  PanopticFCN's maps the semantic map to its order ("things"
+    0, stuff ``1 .. S``) and makes the targets with :class:`gluonpan.data.fcn_targets.FCNTargets`
+    for the net's classes; Panoptic SegFormer's
+    (:class:`~gluonpan.model_zoo.panoptic_segformer.targets.SegFormerSampleTargets`) makes the
+    thing classes, exclusive boxes and stride-4 / stride-8 masks, and the stride-4 mask of every
+    stuff class.  The sample is then batched by :func:`gluonpan.data.batchify.train_batchify`
+    (the per-slot keys padded) and loaded by :func:`~gluonpan.data.batchify.split_and_load`, as
+    in training.
 
     Parameters
     ----------
-    net : gluonpan.model_zoo.panoptic_fcn.PanopticFCN
-        The network the targets are for.
+    net : gluonpan.model_zoo.panoptic_fcn.PanopticFCN or PanopticSegFormer
+        The network the targets are for (its ``categories`` and ``train_targets``).
     batch : dict
         :func:`synthetic_batch` of one image (its ``data``, ``sem_seg``, ``gt_masks``,
-        ``gt_classes`` are read).
+        ``gt_boxes``, ``gt_classes`` are read).
     ctx : mx.Context, optional
         Where the batch goes; default ``mx.cpu()``.
 
     Returns
     -------
     dict
-        NDArrays with the keys ``TRAIN_INPUTS`` of
-        :mod:`gluonpan.model_zoo.panoptic_fcn` (plus ``image_id``), batch 1.
+        NDArrays with the keys ``net.TRAIN_INPUTS`` (plus ``image_id``), batch 1.
     """
     from gluonpan.data.batchify import split_and_load, train_batchify
     categories = net.categories
@@ -94,9 +106,12 @@ def fcn_train_batch(net, batch, ctx=None):
     if sem_seg.max() > categories.num_stuff:
         raise ValueError('semantic label {} is not a "separated" class of {} stuff + "things"'
                          .format(sem_seg.max(), categories.num_stuff))
+    height, width = sem_seg.shape
+    boxes = np.minimum(np.floor(batch['gt_boxes'][0].asnumpy()),  # (M, 4) the masks' extents
+                       np.array([width, height, width, height], np.float32) - 1)
     sample = net.train_targets(categories)(dict(
-        sem_seg=sem_seg, gt_masks=batch['gt_masks'][0].asnumpy(),
-        gt_classes=batch['gt_classes'][0, :, 0].asnumpy().astype(np.int64)))
+        sem_seg=sem_seg, gt_masks=batch['gt_masks'][0].asnumpy(), gt_boxes=boxes,
+        gt_classes=batch['gt_classes'][0, :, 0].asnumpy().astype(np.int32)))
     sample.update(data=batch['data'][0].asnumpy(), image_id=0)
     return split_and_load(train_batchify([sample]), [ctx or mx.cpu()])[0]
 
@@ -160,28 +175,47 @@ def build(model, frozen=FROZEN, options=None):
     return net, params
 
 
-def make_train_step(params, losses):
-    """A training step: ``losses()`` recorded, summed, back-propagated, one SGD update.
+def make_train_step(params, losses, recipe=None):
+    """A training step: ``losses()`` recorded, summed, back-propagated, one update.
 
     Parameters
     ----------
     params : dict or ParameterDict
-        The trainable parameters (the ``gluon.Trainer`` is made here, once).
+        The trainable parameters (the ``gluon.Trainer`` is made here, once; it honours their
+        ``lr_mult``).
     losses : callable
         ``losses()`` -> a sequence of loss NDArrays of one batch.
+    recipe : dict, optional
+        The update, in the names of a task's ``train_defaults`` (e.g.
+        ``PanopticSegFormerTask.train_defaults``): ``optimizer`` (``'sgd'`` or ``'adamw'``,
+        :class:`gluonpan.utils.optim.AdamW`), ``lr``, ``wd``, ``momentum`` (SGD only) and
+        ``clip_grad_norm`` (> 0: the engine's update, ``allreduce_grads``, the gradients scaled
+        to that global norm by :func:`gluonpan.utils.optim.clip_global_norm`, ``update``);
+        what it leaves out is :data:`SGD_RECIPE`'s, other keys are ignored.
 
     Returns
     -------
     callable
         The step, which waits for every operation to finish.
     """
-    trainer = gluon.Trainer(params, 'sgd', {'learning_rate': 1e-5, 'momentum': 0.9})
+    from gluonpan.utils.optim import clip_global_norm  # also registers 'adamw'
+    recipe = dict(SGD_RECIPE, **(recipe or {}))
+    options = {'learning_rate': recipe['lr'], 'wd': recipe['wd']}
+    if recipe['optimizer'] == 'sgd':
+        options['momentum'] = recipe['momentum']
+    trainer = gluon.Trainer(params, recipe['optimizer'], options)
+    max_norm = recipe['clip_grad_norm']
 
     def train_step():
         with autograd.record():
             total = mx.nd.add_n(*losses())
         total.backward()
-        trainer.step(1)
+        if max_norm:
+            trainer.allreduce_grads()
+            clip_global_norm(trainer, max_norm, 1)
+            trainer.update(1)
+        else:
+            trainer.step(1)
         mx.nd.waitall()
     return train_step
 

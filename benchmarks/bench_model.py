@@ -1,8 +1,11 @@
-"""CPU speed and peak memory of PanopticFCN R50 and gluoncv's Mask R-CNN FPN next to Panoptic FPN
-R50, in one run.
+"""CPU speed and peak memory of PanopticFCN R50, Panoptic SegFormer R50 and gluoncv's Mask R-CNN
+FPN next to Panoptic FPN R50, in one run.
 
 The peer is ``panoptic_fpn_resnet50_v1b_citys``; it is measured against
-``panoptic_fcn_resnet50_v1b_citys`` (also as ``...:deform=False``) and gluoncv's
+``panoptic_fcn_resnet50_v1b_citys`` (also as ``...:deform=False``),
+``panoptic_segformer_resnet50_v1b_citys`` (the zoo defaults, the reference's R50 architecture:
+width 256, 6 encoder and 6 location-decoder layers, 300 queries, 4 thing and 6 stuff mask
+blocks, deformable attention ``msda_method='gather'``) and gluoncv's
 ``mask_rcnn_fpn_resnet50_v1b_coco`` (``gluoncv``, ``gluoncv_100dets``), all with random weights
 unless ``--pretrained`` gives a file.  Every (model, mode) runs in its own subprocess so its peak
 RSS is its own; every network is hybridized (``static_alloc``); ``--warmup`` untimed steps come
@@ -10,23 +13,43 @@ before ``--iters`` timed ones, on one synthetic image (``_bench.synthetic_batch`
 8 box-shaped instances of 8 classes, a random 12-class semantic map).  The modes:
 
 * ``train`` (``--train-size``, 512x1024): one training step of batch 1 -- forward, losses,
-  backward, one SGD update -- with the stem, res2 and every batch norm of the backbone frozen (as
-  gluoncv's recipe and our ``frozen_with_pretrained_base``).  Panoptic FPN's batch: boxes, masks,
-  semantic labels and RPN targets over its anchors.  PanopticFCN's: the targets of
+  backward, one SGD update (Panoptic SegFormer: its task's AdamW, below) -- with the stem, res2
+  and every batch norm of the backbone frozen (as gluoncv's recipe and our
+  ``frozen_with_pretrained_base``, which Panoptic SegFormer's task uses too).  Panoptic FPN's
+  batch: boxes, masks, semantic labels and RPN targets over its anchors.  PanopticFCN's: the
+  targets of
   :class:`gluonpan.data.fcn_targets.FCNTargets` made from the same image, instances and semantic
   map (mapped to PanopticFCN's class order) and batched by ``train_batchify``, as in training
-  (``_bench.fcn_train_batch``).  The targets are made before the timing (in training the data
-  workers make them), like Panoptic FPN's RPN targets.  The synthetic semantic map is pixel
-  noise, so almost no position is a stuff target; the stuff branch of the training graph is dense
-  (every level and class), so its time does not depend on that.  PanopticFCN trains with
+  (``_bench.model_train_batch``).  Panoptic SegFormer's: what its ``net.train_targets``
+  (``SegFormerSampleTargets``) makes of the same sample -- thing classes, boxes, stride-4 and
+  stride-8 thing masks, every stuff class's stride-4 mask -- batched and loaded the same way.
+  The targets are made before the timing (in training the data workers make them), like Panoptic
+  FPN's RPN targets.  The synthetic semantic map is pixel noise, so almost no position is a
+  PanopticFCN stuff target (every Panoptic SegFormer stuff class is present, as a noisy mask);
+  PanopticFCN's stuff branch of the training graph is dense (every level and class), so its time
+  does not depend on that.  PanopticFCN trains with
   ``deform=False`` here: MXNet's modulated deformable convolution has no CPU backward (the table
-  notes it).
+  notes it).  Panoptic SegFormer's step is the engine's: ``net.train_losses(batch,
+  net.batch_totals(batch))`` -- the hybridized forward (dropout on), the numpy Hungarian
+  matching of every decoder layer, the thing mask decoder on the matched queries, the losses --
+  then backward and the update of ``PanopticSegFormerTask.train_defaults`` (AdamW, lr 1.4e-4,
+  weight decay 1e-4, the gradients clipped to a global norm of 0.1: ``allreduce_grads``, the
+  norm, the scaling, ``update``), the backbone, sampling offsets and reference points at
+  ``lr_mult`` 0.1 as the model sets them (the table notes the recipe).
 * ``infer`` (``--infer-size``, 1024x2048): the network's forward, ``net.predict(data)`` and
   ``mx.nd.waitall()`` (gluoncv: ``net(data)``).  PanopticFCN with its default ``deform=True`` (the
   reference's); the ``...:deform=False`` row (PanopticFCN models that override ``deform`` are
-  measured in this mode only) shows what the deformable convolutions cost.
+  measured in this mode only) shows what the deformable convolutions cost.  Panoptic SegFormer
+  sees the 1024x2048 image as it is, neither resized nor padded: its encoder reads 4 levels of
+  128x256, 64x128, 32x64 and 16x32 (43520 tokens), and its mask decoders return the 100 thing
+  candidates' and 11 stuff classes' masks at 128x256 (stride 8).
 * ``panoptic`` (1024x2048): ``net.predict_panoptic(data)``, the whole prediction down to the
   panoptic map -- network, post-processing and fusion (not gluoncv: no panoptic output).
+  Panoptic SegFormer's network runs at 1024x2048 here too: its ``resize_for_test`` resizes only
+  when ``inference_options['test_size']`` is set (the COCO models' (800, 1333)); the Cityscapes
+  models have none, as the reference tests Cityscapes at full size (the table notes the
+  network's size when it is not the image's).  Its masks are then resized to 1024x2048 and
+  merged.
 * ``fast512`` (PanopticFCN only): ``get_model(..., preset='fast512')``, whose ``predict_panoptic``
   resizes the 1024x2048 image to short side 512 (max 854, so 427x854, padded to 448x864) and
   uses the reference's fast thresholds; compared with Panoptic FPN's ``panoptic`` at 1024x2048.
@@ -35,20 +58,28 @@ The table lists time (mean +- std over the timed steps) and peak RSS per row; th
 follow are PanopticFCN / Panoptic FPN R50 of the time and peak RSS, both measured in this run,
 for train, infer (each PanopticFCN row), panoptic, and fast512 against Panoptic FPN's panoptic,
 with the issue's goals: inference (``infer``, ``panoptic``) no slower than Panoptic FPN at the same
-resolution, the 512 setting (``fast512``) well under half of it (< 0.5x).
+resolution, the 512 setting (``fast512``) well under half of it (< 0.5x); then Panoptic SegFormer
+/ Panoptic FPN R50 for train, infer and panoptic, without a goal (the issue asks for the ratios
+only).
 
 Random weights (the default) make the ``panoptic`` / ``fast512`` post-processing unlike a trained
 model's, so read those rows with the table's note, which gives per PanopticFCN row the thing
 candidates (centre peaks above the threshold), the masks scored after kernel fusion and the
-segments returned.  An untrained PanopticFCN's centre scores are all about 0.1-0.25: at the
-default threshold (0.05) every level gives its maximum of peaks (``center_top_num // 2`` = 50;
-about 100-160 candidates in all on small smoke images), and every kernel left after fusion gets a
-stride-4 mask and a mask-quality score -- more than a trained model, whose peaks are few -- but
-none reaches the fusion score (0.2), so no thing mask is resized to the image and fused, which a
-trained model does for each kept instance.  ``fast512``'s threshold (0.2) leaves about one
-candidate.  Panoptic FPN's random detector has its own, different counts.  ``--pretrained
-NAME=FILE`` (repeatable; the network's ``.params``) loads trained weights into every row of zoo
-model NAME for representative numbers; ``train`` and ``infer`` do not depend on the weights.
+segments returned, per Panoptic SegFormer row the candidates whose masks were resized to the
+image to be scored, and the segments.  An untrained PanopticFCN's centre scores are all about
+0.1-0.25: at the default threshold (0.05) every level gives its maximum of peaks
+(``center_top_num // 2`` = 50; about 100-160 candidates in all on small smoke images), and every
+kernel left after fusion gets a stride-4 mask and a mask-quality score -- more than a trained
+model, whose peaks are few -- but none reaches the fusion score (0.2), so no thing mask is
+resized to the image and fused, which a trained model does for each kept instance.
+``fast512``'s threshold (0.2) leaves about one candidate.  An untrained Panoptic SegFormer's class scores stay near its classifiers' prior
+(sigmoid 0.01; 0.006-0.04 on a smoke image) and its mask values below 2, so no candidate's score
+bound (score x peak mask value squared) reaches the quality threshold (0.25): its note says ``0
+of 111 candidates scored at the image size`` and no mask is resized to the image or merged,
+which a trained model does for its confident candidates.  Panoptic FPN's random detector has its
+own, different counts.  ``--pretrained NAME=FILE`` (repeatable; the network's ``.params``) loads
+trained weights into every row of zoo model NAME for representative numbers; ``train`` and
+``infer`` do not depend on the weights.
 
 Full size (the issue's numbers), on an otherwise idle machine::
 
@@ -59,6 +90,12 @@ Only PanopticFCN against Panoptic FPN (no gluoncv rows)::
     OMP_NUM_THREADS=2 python benchmarks/bench_model.py --warmup 2 --iters 3 \\
         --models panoptic_fpn_resnet50_v1b_citys,panoptic_fcn_resnet50_v1b_citys,\\
 panoptic_fcn_resnet50_v1b_citys:deform=False
+
+Only Panoptic SegFormer against Panoptic FPN::
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_model.py --warmup 2 --iters 3 \\
+        --models panoptic_fpn_resnet50_v1b_citys,panoptic_segformer_resnet50_v1b_citys \\
+        --modes train,infer,panoptic
 
 Smoke check (tiny sizes, 1 timed step)::
 
@@ -80,20 +117,21 @@ import sys
 
 import mxnet as mx
 
-from _bench import (ITERS, WARMUP, build, fcn_train_batch, log_ratios, log_table,
-                    make_train_step, measurement, run_in_child, split_model, synthetic_batch,
-                    time_steps)
+from _bench import (ITERS, WARMUP, build, log_ratios, log_table, make_train_step, measurement,
+                    model_train_batch, run_in_child, split_model, synthetic_batch, time_steps)
 
 logger = logging.getLogger(__name__)
 
-#: the peer every ratio is taken against, and the PanopticFCN it is compared with
+#: the peer every ratio is taken against, and the PanopticFCN and Panoptic SegFormer compared
 PEER = 'panoptic_fpn_resnet50_v1b_citys'
 FCN = 'panoptic_fcn_resnet50_v1b_citys'
-MODELS = (PEER, FCN, FCN + ':deform=False', 'gluoncv', 'gluoncv_100dets')
+SEGFORMER = 'panoptic_segformer_resnet50_v1b_citys'
+MODELS = (PEER, FCN, FCN + ':deform=False', SEGFORMER, 'gluoncv', 'gluoncv_100dets')
 MODES = ('train', 'infer', 'panoptic', 'fast512')
-#: the peer's mode each PanopticFCN mode is compared with
+#: the peer's mode each mode is compared with
 PEER_MODE = {'train': 'train', 'infer': 'infer', 'panoptic': 'panoptic', 'fast512': 'panoptic'}
-#: the issue's goals for the time ratio PanopticFCN / Panoptic FPN: (op, limit, text)
+#: the issue's goals for the time ratio PanopticFCN / Panoptic FPN: (op, limit, text) (Panoptic
+#: SegFormer's ratios have none)
 GOALS = {'infer': ('<=', 1.0, 'no slower at the same resolution'),
          'panoptic': ('<=', 1.0, 'no slower at the same resolution'),
          'fast512': ('<', 0.5, 'well under half')}
@@ -102,6 +140,11 @@ GOALS = {'infer': ('<=', 1.0, 'no slower at the same resolution'),
 def is_fcn(model):
     """Whether ``model`` (a ``--models`` entry) is a PanopticFCN."""
     return split_model(model)[0].startswith('panoptic_fcn_')
+
+
+def is_segformer(model):
+    """Whether ``model`` (a ``--models`` entry) is a Panoptic SegFormer."""
+    return split_model(model)[0].startswith('panoptic_segformer_')
 
 
 def skip_reason(model, mode):
@@ -132,20 +175,30 @@ def skip_reason(model, mode):
 
 
 def mode_options(model, mode):
-    """The ``get_model`` keywords ``mode`` imposes on ``model``, and the table's note of them.
+    """What ``mode`` imposes on ``model``: ``get_model`` keywords, the training update, and the
+    table's note of them.
 
     Returns
     -------
     options : dict
         ``deform=False`` for a PanopticFCN training step (MXNet's modulated deformable
         convolution has no CPU backward), ``preset='fast512'`` in the fast512 mode, else none.
+    recipe : dict or None
+        ``_bench.make_train_step``'s ``recipe`` of a training step: Panoptic SegFormer's task
+        defaults (``PanopticSegFormerTask.train_defaults``: AdamW, clipping to a global norm),
+        else ``None`` (``_bench.SGD_RECIPE``).
     note : str
     """
     if is_fcn(model) and mode == 'train':
-        return {'deform': False}, 'deform=False (DCN has no CPU backward)'
+        return {'deform': False}, None, 'deform=False (DCN has no CPU backward)'
+    if is_segformer(model) and mode == 'train':
+        from gluonpan.tasks.panoptic import PanopticSegFormerTask
+        recipe = PanopticSegFormerTask.train_defaults
+        return {}, recipe, ('{optimizer} lr {lr:g} wd {wd:g}, clip grad norm {clip_grad_norm:g} '
+                            '(task defaults)'.format(**recipe))
     if mode == 'fast512':
-        return {'preset': 'fast512'}, "preset='fast512'"
-    return {}, ''
+        return {'preset': 'fast512'}, None, "preset='fast512'"
+    return {}, None, ''
 
 
 def parse_pretrained(items):
@@ -176,8 +229,30 @@ def gluoncv_losses(net, batch):
     return losses + (mask_loss(mx.nd, mask_pred, mask_t, mask_w),)
 
 
-def make_step(net, params, model, mode, batch):
-    """The timed step of ``model`` in ``mode`` on ``batch``, which returns once its work is done.
+def train_losses(net, batch):
+    """``losses()`` of one of our networks' training step on ``batch``, called as the engine
+    calls it.
+
+    A network that makes its own targets (``net.train_targets``: PanopticFCN, Panoptic
+    SegFormer) gets its training batch made from ``batch`` first (``_bench.model_train_batch``),
+    Panoptic FPN ``batch`` itself (RPN targets included); a network with ``batch_totals``
+    (Panoptic SegFormer) gets them with its losses, as ``gluonpan.utils.engine`` passes them.
+
+    Returns
+    -------
+    callable
+        ``losses()`` -> the tuple of the network's loss NDArrays.
+    """
+    if hasattr(net, 'train_targets'):
+        batch = model_train_batch(net, batch)
+    if hasattr(net, 'batch_totals'):
+        return lambda: tuple(net.train_losses(batch, net.batch_totals(batch)).values())
+    return lambda: tuple(net.train_losses(batch).values())
+
+
+def make_step(net, params, model, mode, batch, recipe=None):
+    """The timed step of ``model`` in ``mode`` on ``batch``, which returns once its work is done;
+    ``recipe``: the training step's update (:func:`mode_options`).
 
     Returns
     -------
@@ -188,10 +263,8 @@ def make_step(net, params, model, mode, batch):
     gluoncv = model.startswith('gluoncv')
     last = []
     if mode == 'train':
-        if gluoncv:
-            return make_train_step(params, lambda: gluoncv_losses(net, batch)), last
-        train_batch = fcn_train_batch(net, batch) if is_fcn(model) else batch
-        return make_train_step(params, lambda: tuple(net.train_losses(train_batch).values())), last
+        losses = (lambda: gluoncv_losses(net, batch)) if gluoncv else train_losses(net, batch)
+        return make_train_step(params, losses, recipe), last
     if mode == 'infer':
         def infer_step():
             out = net(batch['data']) if gluoncv else net.predict(batch['data'])
@@ -204,32 +277,68 @@ def make_step(net, params, model, mode, batch):
     return panoptic_step, last
 
 
-def count_fcn_candidates():
-    """Make PanopticFCN's post-processing (in this process) count its thing candidates.
+def _count_calls(module, counters):
+    """Wrap the functions of ``module`` named in ``counters`` (``{name: count(output)}``) so that
+    each call stores ``count(output)`` in the returned dict under its name."""
+    counts = {}
 
-    Wraps ``thing_candidates`` (centre peaks above ``center_thresh``, at most ``center_top_num
-    // 2`` per level) and ``fuse_thing_kernels`` (what is left after kernel fusion: the masks
-    ``rescore_things`` computes at stride 4) of
-    :mod:`gluonpan.model_zoo.panoptic_fcn.inference`; the wrappers only take a ``len``.
+    def counted(name, fn, count):
+        def wrapper(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            counts[name] = count(out)
+            return out
+        return wrapper
+    for name, count in counters.items():
+        setattr(module, name, counted(name, getattr(module, name), count))
+    return counts
+
+
+def count_candidates(net, model):
+    """Make the panoptic post-processing of ``model`` (in this process) count what it works on.
+
+    PanopticFCN: wraps ``thing_candidates`` (centre peaks above ``center_thresh``, at most
+    ``center_top_num // 2`` per level) and ``fuse_thing_kernels`` (what is left after kernel
+    fusion: the masks ``rescore_things`` computes at stride 4) of
+    :mod:`gluonpan.model_zoo.panoptic_fcn.inference`.  Panoptic SegFormer: wraps ``fused_scores``
+    of :mod:`gluonpan.model_zoo.panoptic_segformer.inference`, which gets the candidates (of the
+    ``num_candidates`` things and one per stuff class) whose score bound can reach the quality
+    threshold: their stride-8 masks are resized to the image to score them.  The wrappers only
+    take a ``len``.
 
     Returns
     -------
-    dict
-        ``{'thing_candidates': n, 'fuse_thing_kernels': n}`` of the last prediction, filled as
-        ``predict_panoptic`` runs.
+    counts : dict
+        Filled as ``predict_panoptic`` runs, by the last prediction.
+    template : str
+        The table's note of ``counts`` (``str.format``); ``''`` (and no counts) for other models.
     """
-    from gluonpan.model_zoo.panoptic_fcn import inference
-    counts = {}
+    if is_fcn(model):
+        from gluonpan.model_zoo.panoptic_fcn import inference
+        counters = {name: lambda out: len(out[1])  # (kernels, scores, classes)
+                    for name in ('thing_candidates', 'fuse_thing_kernels')}
+        return (_count_calls(inference, counters),
+                '{thing_candidates} thing candidates, {fuse_thing_kernels} masks scored')
+    if is_segformer(model):
+        from gluonpan.model_zoo.panoptic_segformer import inference
+        total = net.num_candidates + net.categories.num_stuff
+        return (_count_calls(inference, {'fused_scores': len}),
+                '{fused_scores} of %d candidates scored at the image size' % total)
+    return {}, ''
 
-    def counted(name, fn):
-        def wrapper(*args, **kwargs):
-            out = fn(*args, **kwargs)  # (kernels, scores, classes)
-            counts[name] = len(out[1])
-            return out
-        return wrapper
-    for name in ('thing_candidates', 'fuse_thing_kernels'):
-        setattr(inference, name, counted(name, getattr(inference, name)))
-    return counts
+
+def network_size(net, model, mode, size):
+    """(H, W) the network sees in ``mode`` on an image of ``size`` when it is not ``size``
+    (``None`` otherwise): PanopticFCN's fast512 resizes to its test size, a Panoptic SegFormer's
+    ``predict_panoptic`` to ``inference_options['test_size']`` when set (the Cityscapes models
+    have none: the image's own size)."""
+    test_size = (getattr(net, 'inference_options', None) or {}).get('test_size')
+    if mode == 'fast512':
+        from gluonpan.model_zoo.panoptic_fcn.inference import shortest_edge_size
+        return shortest_edge_size(*size, *test_size)
+    if is_segformer(model) and mode == 'panoptic' and test_size:
+        from gluonpan.model_zoo.panoptic_segformer.inference import keep_ratio_size
+        return keep_ratio_size(*size, *test_size)
+    return None
 
 
 def run_child(model, mode, size, warmup, iters, pretrained=None):
@@ -253,25 +362,25 @@ def run_child(model, mode, size, warmup, iters, pretrained=None):
     dict
         ``_bench.measurement``'s result; its note says what the mode changed, the weights if
         trained ones were loaded and, for a panoptic prediction, the segments the last one
-        returned (for PanopticFCN also its thing candidates and the masks it scored).
+        returned (for PanopticFCN also its thing candidates and the masks it scored, for Panoptic
+        SegFormer the candidates it scored at the image size).
     """
-    options, note = mode_options(model, mode)
+    options, recipe, note = mode_options(model, mode)
     weights = (pretrained or {}).get(split_model(model)[0])
     if weights:
         options['pretrained'] = weights
     net, params = build(model, options=options)
     batch = synthetic_batch(*size)
-    step, last = make_step(net, params, model, mode, batch)
-    counts = count_fcn_candidates() if is_fcn(model) and mode in ('panoptic', 'fast512') else {}
+    step, last = make_step(net, params, model, mode, batch, recipe)
+    counts, template = (count_candidates(net, model) if mode in ('panoptic', 'fast512')
+                        else ({}, ''))
     times = time_steps(step, warmup, iters)
     notes = [note] if note else []
-    if mode == 'fast512':
-        from gluonpan.model_zoo.panoptic_fcn.inference import shortest_edge_size
-        notes.append('network at {}x{}'.format(*shortest_edge_size(
-            *size, *net.inference_options['test_size'])))
+    seen = network_size(net, model, mode, size)
+    if seen:
+        notes.append('network at {}x{}'.format(*seen))
     if counts:
-        notes.append('{thing_candidates} thing candidates, {fuse_thing_kernels} masks scored'
-                     .format(**counts))
+        notes.append(template.format(**counts))
     if last:
         segments = last[0][1]
         notes.append('{} segments ({} things)'.format(
@@ -281,21 +390,27 @@ def run_child(model, mode, size, warmup, iters, pretrained=None):
     return measurement(model, mode, size, times, '; '.join(notes))
 
 
+def compared(model):
+    """Whether ``model`` gets ratio lines against :data:`PEER` (PanopticFCN, Panoptic
+    SegFormer)."""
+    return is_fcn(model) or is_segformer(model)
+
+
 def ratio_rows(results, models, modes, sizes):
-    """The rows of ``_bench.log_ratios``: every PanopticFCN measurement over Panoptic FPN's in
-    :data:`PEER_MODE` of its mode, with the mode's goal (:data:`GOALS`); ``sizes`` ``{mode:
-    (H, W)}`` label them."""
+    """The rows of ``_bench.log_ratios``: every PanopticFCN and Panoptic SegFormer measurement
+    over Panoptic FPN's in :data:`PEER_MODE` of its mode, with the mode's goal (:data:`GOALS`,
+    PanopticFCN only); ``sizes`` ``{mode: (H, W)}`` label them."""
     found = {(r['model'], r['mode']): r for r in results}
     rows = []
     for mode in modes:
         for model in models:
-            if not is_fcn(model) or skip_reason(model, mode):
+            if not compared(model) or skip_reason(model, mode):
                 continue
             peer_mode = PEER_MODE[mode]
             label = '{} {} {}x{} / {} {}x{}'.format(model, mode, *sizes[mode], peer_mode,
                                                     *sizes[peer_mode])
             rows.append((label, found.get((model, mode)), found.get((PEER, peer_mode)),
-                         GOALS.get(mode)))
+                         GOALS.get(mode) if is_fcn(model) else None))
     return rows
 
 
@@ -363,12 +478,13 @@ def main():
     log_table(results)
     rows = ratio_rows(results, models, modes, args.sizes)
     if rows:
-        log_ratios('PanopticFCN / Panoptic FPN R50 ({}), time and peak RSS measured in this run:'
-                   .format(PEER), rows)
-    if rows and not args.pretrained.get(FCN):
-        logger.info('random PanopticFCN weights: the post-processing of panoptic / fast512 is '
-                    'not a trained model\'s (see the notes: candidates, masks scored, segments); '
-                    'trained weights: --pretrained NAME=FILE')
+        log_ratios('PanopticFCN, Panoptic SegFormer / Panoptic FPN R50 ({}), time and peak RSS '
+                   'measured in this run:'.format(PEER), rows)
+    untrained = sorted({split_model(m)[0] for m in models if compared(m)} - set(args.pretrained))
+    if rows and untrained and {'panoptic', 'fast512'} & set(modes):
+        logger.info('random weights of %s: the post-processing of panoptic / fast512 is not a '
+                    'trained model\'s (see the notes: candidates, masks scored, segments); '
+                    'trained weights: --pretrained NAME=FILE', ', '.join(untrained))
 
 
 if __name__ == '__main__':
