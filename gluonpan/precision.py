@@ -11,8 +11,10 @@ AMP's operator lists decide what runs in low precision: convolutions and fully c
 RoIAlign, sampling and every output stay float32.  One change to MXNet's bfloat16 lists:
 ``Concat`` runs in float32, since it takes one dtype and MXNet's pass does not cast its inputs
 when a bfloat16 feature map meets a float32 one (PanopticFCN's CoordConv coordinates); its
-float16 lists already run it in the widest of its inputs' types.
+float16 lists already run it in the widest of its inputs' types.  The modulated deformable
+convolution (PanopticFCN's position head), in none of MXNet's lists, also stays float32.
 """
+import json
 import logging
 import os
 import tempfile
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 DTYPES = ('float32', 'bfloat16', 'float16')
 #: operators forced to float32 where MXNet's lists run them in either type (module docstring)
 EXTRA_FP32_OPS = ('Concat', 'concat')
+#: operators in none of MXNet AMP's lists that take one dtype for all their inputs: kept float32
+#: (PanopticFCN's deformable position head; its offsets come from a float32 branch)
+FP32_UNLISTED_OPS = ('_contrib_ModulatedDeformableConvolution',)
 #: CPU flags of native bfloat16 arithmetic (Linux /proc/cpuinfo names)
 BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
 
@@ -107,8 +112,11 @@ def convert_symbol(sym, dtype):
     list_dtype = amp.amp.bfloat16 if dtype == 'bfloat16' else dtype  # the lists' own spelling
     fp32_ops = list(amp.list_fp32_ops(list_dtype))
     fp32_ops += [op for op in EXTRA_FP32_OPS if op in amp.list_lp16_fp32_ops(list_dtype)]
+    # operators in none of MXNet's lists (which refuses them in fp32_ops) stay float32 by name
+    nodes = json.loads(sym.tojson())['nodes']
+    excluded = [n['name'] for n in nodes if n['op'] in FP32_UNLISTED_OPS]
     return amp.convert_symbol(sym, target_dtype=dtype, fp32_ops=fp32_ops,
-                              data_names=sym.list_inputs())
+                              excluded_sym_names=excluded, data_names=sym.list_inputs())
 
 
 class LowPrecisionNet(object):

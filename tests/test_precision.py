@@ -34,6 +34,9 @@ MODELS = {
     'panoptic_fcn': ('panoptic_fcn_resnet18_v1b_citys', dict(
         fpn_channels=32, head_channels=32, semantic_channels=32, encoder_channels=16, deform=False),
         [1, 5]),
+    'panoptic_fcn_deform': ('panoptic_fcn_resnet18_v1b_citys', dict(  # its DCN stays float32
+        fpn_channels=32, head_channels=32, semantic_channels=32, encoder_channels=16, deform=True),
+        [1, 5]),
     'panoptic_fpn': ('panoptic_fpn_resnet18_v1b_citys', dict(
         rpn_test_pre_nms=300, rpn_test_post_nms=100, test_max_dets=20, fpn_channels=32,
         sem_seg_channels=32, box_fc_channels=64, mask_channels=32), [4]),
