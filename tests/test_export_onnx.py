@@ -32,17 +32,24 @@ FCN = ('panoptic_fcn_resnet18_v1b_citys', dict(
 FPN = ('panoptic_fpn_resnet18_v1b_citys', dict(
     rpn_test_pre_nms=300, rpn_test_post_nms=100, test_max_dets=20, test_score_thresh=0.,
     fpn_channels=32, sem_seg_channels=32, box_fc_channels=64, mask_channels=32))
+SEGFORMER = ('panoptic_segformer_resnet18_v1b_citys', dict(
+    embed_dims=32, feedforward_channels=64, encoder_layers=1, decoder_layers=2, num_queries=20,
+    thing_blocks=1, stuff_blocks=1, num_candidates=10))
 MODELS = {
     'semantic_fpn': SEMANTIC,
     'panoptic_fcn': FCN,
     'panoptic_fcn_deform': (FCN[0], dict(FCN[1], deform=True)),
     'panoptic_fpn': FPN,  # the detectron2 conventions: per-level top-k and NMS, aligned RoIAlign
     'panoptic_fpn_gluoncv': (FPN[0], dict(FPN[1], preset='gluoncv')),  # global NMS, legacy
+    'panoptic_segformer': SEGFORMER,  # deformable attention by gathering corners (the default)
+    'panoptic_segformer_bilinear': (SEGFORMER[0], dict(SEGFORMER[1], msda_method='bilinear')),
 }
 #: two input sizes per model, run by the same (dynamic) file
 SIZES = {'semantic_fpn': [(64, 96), (72, 50)], 'panoptic_fcn': [(64, 96), (128, 64)],
          'panoptic_fcn_deform': [(64, 96), (96, 128)], 'panoptic_fpn': [(96, 128), (128, 96)],
-         'panoptic_fpn_gluoncv': [(96, 128), (128, 96)]}
+         'panoptic_fpn_gluoncv': [(96, 128), (128, 96)],
+         'panoptic_segformer': [(64, 96), (72, 50)],  # any size: no padding to 32
+         'panoptic_segformer_bilinear': [(64, 96), (33, 17)]}
 
 
 @pytest.fixture(scope='module')
@@ -97,6 +104,15 @@ def test_semantic_batch_is_dynamic(exported):
     assert_outputs_equal(net.predict(data), onnx_model.predict(data), ['logits'])
 
 
+@pytest.mark.parametrize('shape', [(2, 3, 40, 56), (1, 3, 1, 1)])
+def test_segformer_batch_is_dynamic_and_sizes_any(exported, shape):
+    """Panoptic SegFormer takes a batch and any size, down to 1x1 (every level 1x1)."""
+    net, onnx_model = exported('panoptic_segformer')
+    data = mx.nd.array(np.random.RandomState(2).normal(0, 1, shape))
+    assert_outputs_equal(net.predict(data), onnx_model.predict(data),
+                         onnx_model.record['outputs'])
+
+
 @pytest.mark.parametrize('key', ['panoptic_fpn', 'panoptic_fpn_gluoncv'])
 def test_panoptic_fpn_window_clips_as_mxnet(exported, key):
     """The ``window`` input: detections clipped to the image inside the padded input."""
@@ -107,7 +123,8 @@ def test_panoptic_fpn_window_clips_as_mxnet(exported, key):
 
 
 @pytest.mark.parametrize('key', ['panoptic_fcn', 'panoptic_fcn_deform', 'panoptic_fpn',
-                                 'panoptic_fpn_gluoncv'])
+                                 'panoptic_fpn_gluoncv', 'panoptic_segformer',
+                                 'panoptic_segformer_bilinear'])
 def test_panoptic_result_is_the_same(exported, key):
     """gluonpan.predict through the real post-processing and fusion: the same segments and
     panoptic map (scores within float rounding)."""
@@ -124,6 +141,27 @@ def test_panoptic_result_is_the_same(exported, key):
     scores = [(s['score'], o['score']) for s, o in zip(segments, onnx_segments)
               if s['score'] is not None]  # stuff segments of Panoptic FPN have none
     np.testing.assert_allclose(*zip(*scores), rtol=1e-5)
+
+
+def test_segformer_test_size_resizes_as_mxnet(exported):
+    """A recorded ``test_size`` (the reference's test resize): ``predict_panoptic`` resizes the
+    image for the ONNX model as for the network; the result is at the input's size."""
+    from gluonpan.data.transforms import normalize
+    net, onnx_model = exported('panoptic_segformer')
+    data = mx.nd.array(normalize(synthetic_image())[None])  # (1, 3, 75, 110)
+    results = []
+    for model in (net, onnx_model):
+        saved = model.inference_options
+        model.inference_options = dict(saved, test_size=[48, 64])
+        try:
+            results.append(model.predict_panoptic(data, score_threshold=0.))
+        finally:
+            model.inference_options = saved
+    (pan_ids, segments), (onnx_ids, onnx_segments) = results
+    assert pan_ids.shape == (75, 110) and segments
+    np.testing.assert_array_equal(pan_ids, onnx_ids)
+    assert [dict(s, score=None) for s in segments] == \
+        [dict(s, score=None) for s in onnx_segments]
 
 
 def test_semantic_result_is_the_same(exported):
@@ -148,6 +186,17 @@ def test_predictor_has_what_the_post_processing_reads(exported):
     assert onnx_model.conventions == net.conventions
     assert repr(onnx_model.anchors) == repr(net.anchors)
     assert onnx_model.num_proposals == net.rpn.post_nms(False)
+
+
+def test_predictor_has_what_the_segformer_post_processing_reads(exported):
+    from gluonpan.model_zoo.panoptic_segformer.inference import inference_options
+    net, onnx_model = exported('panoptic_segformer')
+    assert onnx_model.arch == 'panoptic_segformer' and onnx_model.task == 'panoptic'
+    assert onnx_model.record['batch'] is None and onnx_model.record['divisor'] == 1
+    assert onnx_model.categories.to_json() == json.loads(json.dumps(net.categories.to_json()))
+    assert onnx_model.fusion_defaults == net.fusion_defaults
+    assert inference_options(onnx_model, score_threshold=0.1) == \
+        inference_options(net, score_threshold=0.1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,6 +297,65 @@ def test_modulated_deformable_convolution_with_large_offsets():
         mx.sym.var('b'), kernel=(3, 3), pad=(1, 1), num_filter=5)
     expected, got = run_symbol(sym, {'x': x, 'offset': offset, 'mask': mask},
                                {'w': weight, 'b': bias})
+    assert relative_error(expected, got) < 1e-5
+
+
+@pytest.mark.parametrize('height, width', [(4, 6), (1, 5), (3, 1)])
+def test_segformer_bilinear_sampler_outside_and_on_one_pixel_maps(height, width):
+    """MXNet's BilinearSampler (the 'bilinear' deformable attention): points beyond the border
+    (zero corners) and maps one pixel high or wide (read at pixel 0 with weight 1)."""
+    rng = np.random.RandomState(0)
+    data = rng.normal(0, 1, (2, 3, height, width)).astype(np.float32)
+    grid = rng.uniform(-1.5, 1.5, (2, 2, 5, 7)).astype(np.float32)
+    expected, got = run_symbol(mx.sym.BilinearSampler(mx.sym.var('data'), mx.sym.var('grid')),
+                               {'data': data, 'grid': grid})
+    assert relative_error(expected, got) < 1e-5
+
+
+def test_segformer_ops_cumsum_power_comparison_scalars():
+    rng = np.random.RandomState(0)
+    x = rng.uniform(0.5, 3, (3, 4, 5)).astype(np.float32)
+    y = rng.uniform(0.5, 3, (3, 4, 5)).astype(np.float32)
+    var = mx.sym.var('x')
+    exact = [mx.sym.cumsum(var, axis=0, dtype='int32'), mx.sym.cumsum(var, axis=2),
+             mx.sym.cumsum(var), var < mx.sym.var('y'), 2.5 - var]
+    close = [10000 ** (var / 3), 3. / var]
+    for index, sym in enumerate(exact + close):
+        expected, got = run_symbol(sym, {'x': x, 'y': y} if 'y' in sym.list_inputs() else
+                                   {'x': x})
+        assert expected.dtype == got.dtype and expected.shape == got.shape, sym.name
+        if index < len(exact):
+            np.testing.assert_array_equal(expected, got)
+        else:
+            assert relative_error(expected, got) < 1e-6, sym.name
+    # a constant input (an initializer) in a block's name scope: mx2onnx's own converters fold
+    # it into w - 2.5 and w / 3
+    internal, weight = mx.sym._internal, mx.sym.var('w')
+    sym = internal._RMinusScalar(weight, scalar=2.5, name='block__rminusscalar0') + \
+        internal._RDivScalar(weight, scalar=3., name='block__rdivscalar0') + var
+    expected, got = run_symbol(sym, {'x': x}, {'w': y})
+    np.testing.assert_allclose(expected, got, rtol=1e-6)
+
+
+@pytest.mark.parametrize('a_shape, b_shape, attrs', [
+    ((2, 3, 4), (5, 4), dict(transpose_b=True)), ((2, 3, 4), (4, 2, 3), {}),
+    ((4, 3), (4, 5), dict(transpose_a=True)), ((3, 4), (2, 5, 4), dict(transpose_b=True)),
+    ((4, 2, 3), (4, 5), dict(transpose_a=True)),
+    ((3, 2, 4), (5, 4, 3), dict(transpose_a=True, transpose_b=True))])
+def test_segformer_dot_of_any_rank(a_shape, b_shape, attrs):
+    rng = np.random.RandomState(0)
+    feeds = {'a': rng.normal(0, 1, a_shape).astype(np.float32),
+             'b': rng.normal(0, 1, b_shape).astype(np.float32)}
+    expected, got = run_symbol(mx.sym.dot(mx.sym.var('a'), mx.sym.var('b'), **attrs), feeds)
+    assert relative_error(expected, got) < 1e-6
+
+
+def test_segformer_layer_norm():
+    rng = np.random.RandomState(0)
+    x = rng.normal(3, 2, (2, 7, 32)).astype(np.float32)
+    params = {'g': rng.normal(1, 0.2, 32), 'b': rng.normal(0, 0.2, 32)}
+    sym = mx.sym.LayerNorm(mx.sym.var('x'), mx.sym.var('g'), mx.sym.var('b'), eps=1e-6)
+    expected, got = run_symbol(sym, {'x': x}, params)
     assert relative_error(expected, got) < 1e-5
 
 
@@ -357,13 +465,9 @@ def test_bad_models_and_backends(exported, tmp_path):
         gluonpan.predict('resnet', synthetic_image())
     with pytest.raises(UsageError, match='get_model, got a str'):
         gluonpan.predict(onnx_model.path, synthetic_image(), backend='mxnet')
-    with pytest.raises(UsageError, match='cannot export a HybridSequential'):
+    with pytest.raises(UsageError, match='cannot export a HybridSequential: export takes .*'
+                                         'PanopticSegFormer'):
         export_onnx(mx.gluon.nn.HybridSequential(), str(tmp_path / 'x.onnx'))
-    segformer = get_model('panoptic_segformer_resnet18_v1b_citys', embed_dims=32,
-                          feedforward_channels=64, encoder_layers=1, decoder_layers=1,
-                          num_queries=10, thing_blocks=1, stuff_blocks=1, num_candidates=5)
-    with pytest.raises(UsageError, match='cannot export a PanopticSegFormer.*not yet'):
-        export_onnx(segformer, str(tmp_path / 'y.onnx'))
 
 
 def test_onnx_file_without_our_metadata(tmp_path):

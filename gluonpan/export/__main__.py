@@ -15,6 +15,9 @@
   post-processing needs (inputs, outputs, categories, thresholds; ``symbol_inputs``: the
   symbol's input names, ``data`` or, for Panoptic FPN, ``data0`` and the window ``data1``).
 
+Every architecture of the zoo exports: Semantic FPN, Panoptic FCN, Panoptic FPN and Panoptic
+SegFormer (:mod:`gluonpan.export.architectures`).
+
 ``--network`` is the zoo name; the ``args.json`` of a training run beside ``--pretrained``
 supplies its recorded model options (as for eval and demo), ``--model-kwargs`` overrides them.
 Bad input is one line naming the flag or file (exit status 2; 1 for a broken weights file).

@@ -56,7 +56,7 @@ def export_mxnet(net, prefix, input_size=None):
 
     Parameters
     ----------
-    net : SemanticFPN, PanopticFCN or PanopticFPN
+    net : SemanticFPN, PanopticFCN, PanopticFPN or PanopticSegFormer
         A zoo network with its weights.
     prefix : str
         Output path prefix: writes ``{prefix}-symbol.json`` and ``{prefix}-0000.params``.
@@ -184,7 +184,7 @@ def export_onnx(net, path, name=None, input_size=None, dynamic=True):
 
     Parameters
     ----------
-    net : SemanticFPN, PanopticFCN or PanopticFPN
+    net : SemanticFPN, PanopticFCN, PanopticFPN or PanopticSegFormer
         A zoo network with its weights (on any context; it is hybridized).
     path : str
         The ``.onnx`` file to write (atomically).
@@ -193,9 +193,9 @@ def export_onnx(net, path, name=None, input_size=None, dynamic=True):
     input_size : (int, int), optional
         ``(H, W)`` the graph is built on; with ``dynamic=False`` the only size the file takes.
     dynamic : bool
-        Height and width (and a semantic model's batch) are symbolic: the file takes every size
-        the MXNet network takes.  Otherwise the images have the fixed shape of ``input_size``
-        (Panoptic FPN's ``window`` stays dynamic).
+        Height and width (and the batch of Semantic FPN and Panoptic SegFormer) are symbolic:
+        the file takes every size the MXNet network takes.  Otherwise the images have the fixed
+        shape of ``input_size`` (Panoptic FPN's ``window`` stays dynamic).
 
     Returns
     -------

@@ -52,14 +52,16 @@ class OnnxPredictor(object):
         The file's model record (:func:`gluonpan.export.architectures.describe`: inputs,
         outputs ...).
     arch, name, task : str
-        ``'semantic_fpn'`` / ``'panoptic_fcn'`` / ``'panoptic_fpn'``, the zoo name, and
+        ``'semantic_fpn'`` / ``'panoptic_fcn'`` / ``'panoptic_fpn'`` /
+        ``'panoptic_segformer'``, the zoo name, and
         ``'semantic'`` or ``'panoptic'``.
     num_classes : int
         Semantic models: classes K.
     categories : gluonpan.data.PanopticCategories
         Panoptic models: the dataset's categories.
     inference_options, fusion_defaults : dict
-        PanopticFCN: thresholds of its post-processing and of the eval / demo fusion.
+        PanopticFCN and Panoptic SegFormer: thresholds of its post-processing (SegFormer's
+        with its ``test_size``) and of the eval / demo fusion.
     conventions, semantic_mode, anchors, num_proposals
         Panoptic FPN: its conventions, semantic classes, :class:`~gluonpan.nn.FPNAnchors` and
         proposals per image at inference.
@@ -94,11 +96,12 @@ class OnnxPredictor(object):
             return
         from ..data.categories import PanopticCategories
         self.categories = PanopticCategories(record['categories'])
-        if self.arch == 'panoptic_fcn':
-            from ..data.fcn_targets import level_shapes
-            self.level_shapes = level_shapes
+        if self.arch in ('panoptic_fcn', 'panoptic_segformer'):
             self.inference_options = dict(record['inference_options'])
             self.fusion_defaults = dict(record['fusion_defaults'])
+            if self.arch == 'panoptic_fcn':
+                from ..data.fcn_targets import level_shapes
+                self.level_shapes = level_shapes
         else:
             from ..nn.anchors import FPNAnchors
             self.conventions = dict(record['conventions'])
@@ -146,8 +149,8 @@ class OnnxPredictor(object):
         Parameters
         ----------
         data : mx.nd.NDArray or np.ndarray
-            ``(B, 3, H, W)`` normalised images (B = 1 for panoptic models, H and W multiples of
-            32 for them).
+            ``(B, 3, H, W)`` normalised images (B = 1 and H, W multiples of 32 for Panoptic
+            FCN and Panoptic FPN; any B, H and W for Semantic FPN and Panoptic SegFormer).
         image_size : (int, int), optional
             Panoptic FPN: the image inside the padded ``data`` (see ``PanopticFPN.predict``).
         """
@@ -175,6 +178,8 @@ class OnnxPredictor(object):
             from ..model_zoo.panoptic_fcn.inference import predict_panoptic
         elif self.arch == 'panoptic_fpn':
             from ..model_zoo.panoptic_fpn.inference import predict_panoptic
+        elif self.arch == 'panoptic_segformer':
+            from ..model_zoo.panoptic_segformer.inference import predict_panoptic
         else:
             raise UsageError('{} is a semantic model: use predict_semantic'.format(self))
         return predict_panoptic(self, data, **thresholds)
